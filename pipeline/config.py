@@ -1,0 +1,216 @@
+"""Typed, validated parameters: one dataclass per `params.yaml` section, loaded by `load_params`.
+
+A bad value fails with its key and the allowed values or range, never deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import MangoError
+
+BACKBONE_ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+DATASETS = ("mirflickr",)
+MIRFLICKR_LABEL_SETS = ("potential", "relevant", "all")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise MangoError(f"params: {key} {msg}")
+
+
+@dataclass
+class SyntheticParams:
+    """The embedded default world, written in the MIRFlickr-25k layout (see pipeline/synthetic.py)."""
+
+    seed: int = 0
+    n_images: int = 2400
+    image_size: int = 128
+    n_topics: int = 48
+    hard_fraction: float = 0.5  # share of images whose content is ambiguous on its own
+
+    def __post_init__(self) -> None:
+        _check(self.n_images >= 20, "synthetic.n_images", f"must be >= 20, got {self.n_images}")
+        _check(self.image_size >= 32, "synthetic.image_size", f"must be >= 32, got {self.image_size}")
+        _check(self.n_topics >= 2, "synthetic.n_topics", f"must be >= 2, got {self.n_topics}")
+        _check(0.0 <= self.hard_fraction <= 1.0, "synthetic.hard_fraction", f"must be in [0, 1], got {self.hard_fraction}")
+
+
+@dataclass
+class DatasetParams:
+    """Which distribution `prepare` reads, and how it is split into train and test."""
+
+    name: str = "mirflickr"
+    root: str = "data/raw/synthetic"
+    labels: str = "potential"  # mirflickr: potential | relevant | all
+    tags: str = "raw"  # mirflickr: raw (meta/tags_raw) | clean (meta/tags)
+    test_fraction: float = 0.5
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.name in DATASETS, "dataset.name", f"must be one of {', '.join(DATASETS)}, got '{self.name}'")
+        _check(self.labels in MIRFLICKR_LABEL_SETS, "dataset.labels",
+               f"must be one of {', '.join(MIRFLICKR_LABEL_SETS)}, got '{self.labels}'")
+        _check(self.tags in ("raw", "clean"), "dataset.tags", f"must be raw or clean, got '{self.tags}'")
+        _check(0.0 < self.test_fraction < 1.0, "dataset.test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclass
+class LemmatiseParams:
+    vocab_size: int = 500  # keep the |T| most frequent terms
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 1, "lemmatise.vocab_size", f"must be >= 1, got {self.vocab_size}")
+
+
+@dataclass
+class NeighboursParams:
+    k_max: int = 15  # neighbours are searched once for k_max; training reads the first m
+    block_size: int = 2048
+
+    def __post_init__(self) -> None:
+        _check(self.k_max >= 1, "neighbours.k_max", f"must be >= 1, got {self.k_max}")
+        _check(self.block_size >= 1, "neighbours.block_size", f"must be >= 1, got {self.block_size}")
+
+
+@dataclass
+class BackboneParams:
+    arch: str = "resnet10"
+    weights: str = "none"  # none | imagenet | <path to a checkpoint>
+    input_size: int = 112
+
+    def __post_init__(self) -> None:
+        _check(self.arch in BACKBONE_ARCHS, "backbone.arch",
+               f"must be one of {', '.join(BACKBONE_ARCHS)}, got '{self.arch}'")
+        _check(self.input_size >= 32, "backbone.input_size", f"must be >= 32, got {self.input_size}")
+        if self.weights not in ("none", "imagenet"):
+            _check(Path(self.weights).is_file(), "backbone.weights",
+                   f"must be none, imagenet or an existing checkpoint file, got '{self.weights}'")
+        if self.weights == "imagenet":
+            _check(self.arch != "resnet10", "backbone.weights",
+                   "imagenet weights exist only for torchvision's resnet18/34/50/101/152, not resnet10")
+
+
+@dataclass
+class TrainParams:
+    """Optimiser settings shared by every trainer (SGD with momentum, BCE)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    num_workers: int = 0
+    schedule: str = "constant"  # constant (the paper) | cosine (decay to 0 over the run)
+
+    def validate(self, section: str) -> None:
+        _check(self.schedule in ("constant", "cosine"), f"{section}.schedule",
+               f"must be constant or cosine, got '{self.schedule}'")
+        _check(self.epochs >= 1, f"{section}.epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"{section}.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"{section}.lr", f"must be > 0, got {self.lr}")
+        _check(0 <= self.momentum < 1, f"{section}.momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, f"{section}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.num_workers >= 0, f"{section}.num_workers", f"must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class FeaturesParams:
+    batch_size: int = 128
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "features.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class InsAttenParams(TrainParams):
+    hidden: int = 512
+
+
+@dataclass
+class MangoNetParams(TrainParams):
+    hidden: int = 512  # psi: FC with hidden state size 512 (eq. 10)
+    coatten_pool: int = 1  # max-pool factor for attention maps before co-attention (paper: 14x14 -> 7x7 is 2)
+    target_weights: str = "literal"  # eq. 7: literal product over all neighbours, or "mean"
+
+
+@dataclass
+class EvaluateParams:
+    top_k: int = 3
+    threshold: float = 0.5
+
+
+@dataclass
+class Params:
+    seed: int = 0
+    m: int = 3
+    device: str = "auto"
+    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    lemmatise: LemmatiseParams = field(default_factory=LemmatiseParams)
+    neighbours: NeighboursParams = field(default_factory=NeighboursParams)
+    backbone: BackboneParams = field(default_factory=BackboneParams)
+    finetune: TrainParams = field(default_factory=TrainParams)
+    features: FeaturesParams = field(default_factory=FeaturesParams)
+    insatten: InsAttenParams = field(default_factory=InsAttenParams)
+    mangonet: MangoNetParams = field(default_factory=MangoNetParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def __post_init__(self) -> None:
+        _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        _check(1 <= self.m <= self.neighbours.k_max, "m",
+               f"must be between 1 and neighbours.k_max ({self.neighbours.k_max}), got {self.m}")
+        for name in ("finetune", "insatten", "mangonet"):
+            getattr(self, name).validate(name)
+        _check(self.mangonet.coatten_pool >= 1, "mangonet.coatten_pool", f"must be >= 1, got {self.mangonet.coatten_pool}")
+        _check(self.mangonet.target_weights in ("literal", "mean"), "mangonet.target_weights",
+               f"must be literal or mean, got '{self.mangonet.target_weights}'")
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    """Build dataclass `cls` from a mapping, recursing into nested dataclass fields."""
+    if not isinstance(data, dict):
+        raise MangoError(f"params: {key or 'file'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"section '{key}'" if key else "the top level"
+        raise MangoError(f"params: unknown key(s) {', '.join(unknown)} in {where}; allowed: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{key}.{name}" if key else name
+        ftype = fields[name].type
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else fields[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, sub)
+            continue
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise MangoError(f"params: {sub} must be {expected.__name__} (as in '{ftype}'), got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+    """Load and validate `params.yaml`; missing keys take the defaults above."""
+    p = Path(path)
+    if not p.exists():
+        raise MangoError(f"{p}: params file not found (run from the project root, or pass --params)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MangoError(f"{p}: not valid YAML ({exc})") from exc
+    try:
+        return _build(Params, data, "")
+    except MangoError as exc:
+        raise MangoError(f"{p}: {exc}") from None

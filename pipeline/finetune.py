@@ -1,0 +1,79 @@
+"""Backbone finetuning (the Multi-CNN) and feature extraction into the feature store."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from pipeline.config import BackboneParams, FeaturesParams, TrainParams
+from pipeline.data import Annotated
+from pipeline.images import ImageDataset, image_loader
+from pipeline.models.backbone import Backbone, build_backbone
+from pipeline.train import fit
+
+log = logging.getLogger(__name__)
+
+
+def finetune(data: Annotated, backbone: BackboneParams, cfg: TrainParams, device: torch.device, seed: int,
+             live_dir: Path | None = None) -> tuple[Backbone, list[dict]]:
+    """Train the backbone with multi-label BCE on the training split (section 3.2, stage 1)."""
+    model = build_backbone(backbone.arch, len(data.label_names), backbone.weights)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    rows = data.select("train")
+    if len(rows) == 0:
+        raise ValueError("finetune: the training split is empty")
+    ds = ImageDataset([data.paths[i] for i in rows], backbone.input_size, data.targets[rows], train=True, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    loader = image_loader(ds, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, device=device, generator=gen)
+    history = fit(model, lambda epoch: loader, len(loader), cfg, device, "finetune", live_dir)
+    return model, history
+
+
+@torch.no_grad()
+def extract_features(model: Backbone, data: Annotated, backbone: BackboneParams, cfg: FeaturesParams,
+                     device: torch.device, out_dir: Path) -> np.ndarray:
+    """Write the feature store for every kept image into `out_dir`; return Multi-CNN scores (N, C)."""
+    from pipeline.device import autocast
+
+    model.to(device).eval()
+    ds = ImageDataset(data.paths, backbone.input_size)
+    loader = image_loader(ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, device=device)
+    n = len(ds)
+    with torch.no_grad():
+        probe = model.maps(ds[0][0].unsqueeze(0).to(device))
+    _, dim, h, w = probe.shape
+    maps = np.lib.format.open_memmap(out_dir / "maps.npy", mode="w+", dtype=np.float16, shape=(n, dim, h, w))
+    pooled = np.lib.format.open_memmap(out_dir / "pooled.npy", mode="w+", dtype=np.float16, shape=(n, dim))
+    scores = np.zeros((n, len(data.label_names)), dtype=np.float32)
+    start = 0
+    for (x,) in tqdm(loader, desc="features", unit="batch"):
+        x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.to(memory_format=torch.channels_last)
+        with autocast(device):
+            phi = model.maps(x)  # (B, D, H, W)
+        phi = phi.float()
+        g = phi.mean(dim=(2, 3))  # (B, D)
+        logits = model.head(g)  # (B, C)
+        end = start + len(x)
+        maps[start:end] = phi.cpu().numpy().astype(np.float16)
+        pooled[start:end] = g.cpu().numpy().astype(np.float16)
+        scores[start:end] = torch.sigmoid(logits).cpu().numpy()
+        start = end
+    maps.flush()
+    pooled.flush()
+    del maps, pooled
+    pl.DataFrame({"image_id": data.image_ids, "split": data.splits.tolist(), "row": np.arange(n, dtype=np.int64)}).write_parquet(
+        out_dir / "index.parquet")
+    meta = {"n": n, "dim": dim, "height": h, "width": w, "dtype": "float16", "arch": backbone.arch,
+            "input_size": backbone.input_size, "labels": data.label_names}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("features: %d images -> maps (%d, %d, %d, %d) float16, %.1f MB", n, n, dim, h, w, n * dim * h * w * 2 / 1e6)
+    return scores

@@ -1,0 +1,49 @@
+"""Image loading for the only two stages that decode images: finetune and features."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+DECODED = {"count": 0}  # images decoded in this process (tests assert later stages decode none)
+
+
+def load_image(path: str, size: int) -> torch.Tensor:
+    """RGB image resized to size x size, ImageNet-normalised: (3, size, size) float32."""
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when the file is large
+        im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+    DECODED["count"] += 1
+    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+    return (x - MEAN) / STD
+
+
+class ImageDataset(Dataset):
+    """Images (and optional multi-label targets); random horizontal flips when `train`."""
+
+    def __init__(self, paths: list[str], size: int, targets: np.ndarray | None = None, train: bool = False, seed: int = 0):
+        self.paths, self.size, self.targets, self.train = paths, size, targets, train
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        x = load_image(self.paths[i], self.size)
+        if self.train and self.rng.random() < 0.5:
+            x = x.flip(-1)
+        if self.targets is None:
+            return (x,)
+        return (x,), torch.from_numpy(self.targets[i].astype(np.float32))
+
+
+def image_loader(ds: ImageDataset, batch_size: int, shuffle: bool, num_workers: int, device: torch.device,
+                 generator: torch.Generator | None = None) -> DataLoader:
+    """DataLoader with workers and pinned memory on CUDA."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator,
+                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, drop_last=False)

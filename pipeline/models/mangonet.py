@@ -1,0 +1,133 @@
+"""MangoNet: metadata-neighbourhood graph co-attention network, paper eq. 4-11.
+
+Legend: B batch, M neighbours, N = M + 1 graph nodes (node 0 is the target image i),
+C labels, D channels, P = H*W positions, Hd the hidden size of psi.
+
+Inputs come from the feature store and the trained InsAtten module (stage-wise training,
+section 3.2): phi (conv maps), beta (attention maps) and y (confidence logits) of the target and
+its m neighbours. Only psi, the GCN weight W and the final FC are learnt here.
+
+Choices where the paper is not explicit (each documented where it is used):
+- the "confidence vectors" y of eq. 4 and 7 are taken as probabilities sigma(y), so w is a soft
+  label overlap in [0, 1];
+- an image with fewer than m neighbours is padded and the missing nodes masked out of eq. 7
+  (product), the adjacency softmax (eq. 10) and the node mean.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def coattention_weights(
+    p_target: torch.Tensor, p_neigh: torch.Tensor, mask: torch.Tensor, target_mode: str = "literal"
+) -> torch.Tensor:
+    """Label weights w of every node, eq. 4 (neighbours) and eq. 7 (target).
+
+    eq. 4  w_j = y_i * y_zj                     (element-wise over the C labels)
+    eq. 7  w   = y_i * y_z1 * ... * y_zm         ("literal"; "mean" uses y_i * mean_j y_zj)
+
+    Shapes: p_target (B, C), p_neigh (B, M, C) probabilities, mask (B, M) bool -> w (B, N, C),
+    node 0 the target.
+    """
+    w_neigh = p_target.unsqueeze(1) * p_neigh  # (B, M, C)                      eq. 4
+    valid = mask.unsqueeze(-1)  # (B, M, 1)
+    if target_mode == "literal":
+        prod = torch.where(valid, p_neigh, torch.ones_like(p_neigh)).prod(dim=1)  # (B, C)
+        w_target = p_target * prod  # (B, C)                                     eq. 7
+    elif target_mode == "mean":
+        count = valid.sum(dim=1).clamp(min=1)  # (B, 1)
+        w_target = p_target * (p_neigh * valid).sum(dim=1) / count  # (B, C)
+    else:
+        raise ValueError(f"target_mode must be literal or mean, got {target_mode!r}")
+    return torch.cat([w_target.unsqueeze(1), w_neigh], dim=1)  # (B, N, C)
+
+
+def coattention(w: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Co-attention maps, eq. 5 / eq. 8: alpha = softmax_P(sum_k w^k beta^k).
+
+    Shapes: w (B, N, C), beta (B, N, C, P) -> alpha (B, N, P), sum_P alpha = 1.
+    """
+    logits = torch.einsum("bnc,bncp->bnp", w, beta)  # (B, N, P)
+    return logits.softmax(dim=-1)  # (B, N, P)
+
+
+def attend(alpha: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """Attended node features, eq. 6 / eq. 9: z^ = sum_P alpha * phi.
+
+    Shapes: alpha (B, N, P), phi (B, N, D, P) -> (B, N, D).
+    """
+    return torch.einsum("bnp,bndp->bnd", alpha, phi)  # (B, N, D)
+
+
+def adjacency(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row-softmax-normalised correlation matrix S, eq. 10: s(k, l) = psi(z^_k)^T psi(z^_l).
+
+    Masked (missing) nodes get no incoming edges. Shapes: h (B, N, Hd), mask (B, N) -> S (B, N, N).
+    """
+    s = h @ h.transpose(1, 2)  # (B, N, N)
+    s = s.masked_fill(~mask.unsqueeze(1), float("-inf"))  # no edge into a missing node
+    return s.softmax(dim=-1)  # (B, N, N), rows sum to 1
+
+
+class GraphConv(nn.Module):
+    """One GCN layer with ReLU and residual, eq. 11: Z' = ReLU(S Z^ W) + Z^.
+
+    Shapes: S (B, N, N), Z (B, N, D) -> (B, N, D). W is D x D without bias, as in eq. 11.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.relu(s @ self.weight(z)) + z  # (B, N, D)
+
+
+class MangoNet(nn.Module):
+    """Co-attention guided GCN over the target and its metadata neighbours (Fig. 2, eq. 4-11).
+
+    nodes="coatten" is the paper's model; nodes="holistic" (average-pooled phi as node features)
+    is the NGCN ablation; global_feature=False is the "MangoNet w/o GF" ablation.
+
+    Shapes: phi (B, N, D, P), beta (B, N, C, P), y (B, N, C) logits, mask (B, N) bool with
+    mask[:, 0] True (the target) -> logits (B, C).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_labels: int,
+        hidden: int = 512,
+        nodes: str = "coatten",
+        global_feature: bool = True,
+        target_mode: str = "literal",
+    ) -> None:
+        super().__init__()
+        if nodes not in ("coatten", "holistic"):
+            raise ValueError(f"nodes must be coatten or holistic, got {nodes!r}")
+        self.nodes, self.global_feature, self.target_mode = nodes, global_feature, target_mode
+        self.psi = nn.Linear(dim, hidden)  # eq. 10: FC with hidden state size 512
+        self.gcn = GraphConv(dim)  # eq. 11
+        self.fc = nn.Linear(2 * dim if global_feature else dim, num_labels)
+
+    def node_features(self, phi, beta, y, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Z^ (B, N, D) and the co-attention maps alpha (B, N, P) (None for holistic nodes)."""
+        if self.nodes == "holistic":
+            return phi.mean(dim=-1), None  # (B, N, D)
+        p = torch.sigmoid(y)  # (B, N, C) confidences as probabilities
+        w = coattention_weights(p[:, 0], p[:, 1:], mask[:, 1:], self.target_mode)  # (B, N, C)
+        alpha = coattention(w, beta)  # (B, N, P)                               eq. 5, 8
+        return attend(alpha, phi), alpha  # (B, N, D)                           eq. 6, 9
+
+    def forward(self, phi, beta, y, mask) -> torch.Tensor:
+        z, _ = self.node_features(phi, beta, y, mask)  # (B, N, D)
+        s = adjacency(self.psi(z), mask)  # (B, N, N)                           eq. 10
+        z = self.gcn(s, z)  # (B, N, D)                                         eq. 11
+        m = mask.unsqueeze(-1).to(z.dtype)  # (B, N, 1)
+        graph = (z * m).sum(dim=1) / m.sum(dim=1)  # (B, D) mean over the existing nodes
+        if self.global_feature:
+            target_global = phi[:, 0].mean(dim=-1)  # (B, D) average-pooled phi(i)
+            graph = torch.cat([graph, target_global], dim=-1)  # (B, 2D)
+        return self.fc(graph)  # (B, C)

@@ -1,0 +1,96 @@
+"""The `prepare` stage: adapter -> checked images, train/test split, prepared Parquet tables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.config import DatasetParams
+from pipeline.datasets import Prepared
+from pipeline.datasets.mirflickr import read_mirflickr
+from pipeline.errors import MangoError
+from pipeline.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+
+def image_is_readable(path: str) -> bool:
+    """Decode the image (JPEG at 1/8 scale via draft mode, so it is cheap); False if corrupt."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+        return True
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
+    """Random train/test split of n items, deterministic by seed: array of 'train' / 'test'."""
+    rng = np.random.default_rng(seed)
+    n_test = int(round(n * test_fraction))
+    split = np.full(n, "train", dtype=object)
+    split[rng.permutation(n)[:n_test]] = "test"
+    return split
+
+
+def read_dataset(params: DatasetParams) -> Prepared:
+    if params.name == "mirflickr":
+        return read_mirflickr(params.root, params.labels, params.tags)
+    raise MangoError(f"dataset.name: unknown dataset '{params.name}'")
+
+
+def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
+    """Read the dataset, drop corrupt images (counted), split into train/test."""
+    prep = read_dataset(params)
+    paths = prep.images["path"].to_list()
+    ok = np.array([image_is_readable(p) for p in tqdm(paths, desc="prepare: checking images", unit="img")])
+    corrupt = [p for p, good in zip(paths, ok) if not good]
+    for p in corrupt[:10]:
+        log.warning("skipping corrupt image %s", p)
+    if len(corrupt) > 10:
+        log.warning("... and %d more corrupt images", len(corrupt) - 10)
+    keep = pl.Series(ok)
+    images = prep.images.filter(keep)
+    if images.height == 0:
+        raise MangoError(f"dataset.root '{params.root}': no readable image")
+    if "split" not in images.columns:
+        images = images.with_columns(pl.Series("split", assign_split(images.height, params.test_fraction, params.split_seed), dtype=pl.String))
+    kept_ids = images["image_id"]
+    prep = Prepared(
+        images=images.select("image_id", "path", "split"),
+        labels=prep.labels.filter(pl.col("image_id").is_in(kept_ids.implode())),
+        metadata_raw=prep.metadata_raw.filter(pl.col("image_id").is_in(kept_ids.implode())),
+        label_names=prep.label_names,
+        notes=prep.notes,
+    )
+    stats = {
+        "dataset": params.name,
+        "root": str(params.root),
+        "label_set": params.labels,
+        "labels": prep.label_names,
+        "images_found": len(paths),
+        "images_corrupt": len(corrupt),
+        "corrupt_examples": corrupt[:10],
+        "images": images.height,
+        "train": int((images["split"] == "train").sum()),
+        "test": int((images["split"] == "test").sum()),
+        "raw_metadata_items": prep.metadata_raw.height,
+    }
+    log.info("prepare: %d images (%d corrupt skipped), %d train / %d test, %d labels",
+             stats["images"], len(corrupt), stats["train"], stats["test"], len(prep.label_names))
+    return prep, stats
+
+
+def write_prepared(prep: Prepared, stats: dict, out_dir: Path) -> None:
+    """Write images/labels/metadata_raw Parquet and stats.json into `out_dir`, atomically."""
+    with atomic_path(out_dir, directory=True) as tmp:
+        prep.images.write_parquet(tmp / "images.parquet")
+        prep.labels.write_parquet(tmp / "labels.parquet")
+        prep.metadata_raw.write_parquet(tmp / "metadata_raw.parquet")
+        write_json(stats, tmp / "stats.json")

@@ -1,0 +1,123 @@
+"""One training loop for every trainable model (backbone, InsAtten, MangoNet, baselines).
+
+A model is trained from a `batches(epoch)` callable that yields `(inputs, target)` pairs, where
+`inputs` is a tuple of tensors passed positionally to the model, which returns logits (or a tuple
+starting with them); the loss is multi-label BCE on
+the logits (section 3.2), the optimiser SGD with momentum. Per-epoch metrics go to dvclive.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.config import TrainParams
+from pipeline.device import autocast
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
+
+
+def _logits(output: torch.Tensor | tuple) -> torch.Tensor:
+    """Models return logits (B, C), or a tuple whose first item is the logits (InsAtten: y, beta)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _live(live_dir: Path | None):
+    if live_dir is None:
+        return None
+    from dvclive import Live
+
+    return Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+
+
+def fit(
+    model: nn.Module,
+    batches: Callable[[int], Iterable[Batch]],
+    n_batches: int,
+    cfg: TrainParams,
+    device: torch.device,
+    name: str,
+    live_dir: Path | None = None,
+) -> list[dict]:
+    """Train `model` in place for `cfg.epochs` epochs; return the per-epoch history."""
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total_steps = max(1, cfg.epochs * n_batches)
+    if cfg.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    else:
+        sched = None
+    loss_fn = nn.BCEWithLogitsLoss()
+    live = _live(live_dir)
+    history = []
+    for epoch in range(cfg.epochs):
+        model.train()
+        start, losses = time.perf_counter(), []
+        bar = tqdm(batches(epoch), total=n_batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for inputs, target in bar:
+            inputs = tuple(x.to(device, non_blocking=True) for x in inputs)
+            target = target.to(device, non_blocking=True).float()
+            with autocast(device):
+                logits = _logits(model(*inputs))
+            loss = loss_fn(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: loss became {loss.item()} in epoch {epoch + 1}; lower {name}.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - start}
+        history.append(record)
+        log.info("%s epoch %d/%d: loss %.4f (%.1f s)", name, epoch + 1, cfg.epochs, record["train_loss"], record["seconds"])
+        if live is not None:
+            live.log_metric("train_loss", record["train_loss"])
+            live.log_metric("lr", record["lr"])
+            live.next_step()
+    if live is not None:
+        live.end()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], device: torch.device, n_batches: int | None = None,
+            desc: str = "predict") -> np.ndarray:
+    """Sigmoid scores (N, C) of `model` over `batches` of inputs, in order."""
+    model.to(device).eval()
+    out = []
+    for inputs in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False):
+        inputs = tuple(x.to(device, non_blocking=True) for x in inputs)
+        with autocast(device):
+            logits = _logits(model(*inputs))
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def save_checkpoint(path: Path, model: nn.Module, config: dict, **extra) -> None:
+    """Checkpoint as a dict of plain types + state_dict: loads with torch.load(weights_only=True)."""
+    from pipeline.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "config": config, **extra}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    from pipeline.errors import MangoError
+
+    if not Path(path).is_file():
+        raise MangoError(f"{path}: checkpoint not found (run the stage that writes it first)")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Idempotent set-up: virtual environment, this package (editable, with test extras), NLTK data.
+# Re-runs only when pyproject.toml, this script or the project folder changed.
+set -euo pipefail
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+stamp="$VENV/.mango-setup"
+key="$(cat pyproject.toml scripts/setup.sh pipeline/nltk_data.py | sha256sum | cut -c1-16) $(pwd)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] && "$VENV/bin/python" -m pipeline.nltk_data --check >/dev/null 2>&1; then
+    echo "set-up: $VENV is up to date, nothing to do"
+    exit 0
+fi
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "set-up: creating virtual environment $VENV"
+    mkdir -p "$(dirname "$VENV")"
+    "$PYTHON" -m venv "$VENV"
+fi
+echo "set-up: installing mangonet and its dependencies into $VENV (the first time takes a few minutes)"
+if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[test]" > "$VENV/pip-install.log" 2>&1; then
+    grep -v "is ignored: it is neither" "$VENV/pip-install.log" | tail -40
+    echo "set-up: pip install failed (full log: $VENV/pip-install.log)"
+    exit 1
+fi
+"$VENV/bin/python" -m pipeline.nltk_data
+echo "$key" > "$stamp"
+echo "set-up: done"

@@ -1,0 +1,72 @@
+"""The `mango` command: one sub-command per DVC stage, plus stand-alone tools.
+
+Each stage lives in its own module under `stages/` and exposes `command`, a plain function with
+Typer `Annotated` options. Modules import heavy libraries (torch, polars) inside `command`, so
+`mango --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from pipeline.errors import MangoError
+
+# (sub-command name, module under stages/, one-line help). Order is the pipeline's order.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("synthesize", "synthesize", "Generate the embedded default dataset in the MIRFlickr-25k layout."),
+    ("prepare", "prepare", "Read a dataset through its adapter into images/labels/metadata Parquet."),
+    ("lemmatise", "lemmatise", "Tokenise, lemmatise and filter metadata into terms per image."),
+    ("neighbours", "neighbours", "Exact Jaccard top-k metadata neighbours (train within train, test within test)."),
+    ("finetune", "finetune", "Finetune the ResNet backbone with multi-label BCE (the Multi-CNN)."),
+    ("features", "features", "Run every image through the backbone once into the feature store."),
+    ("insatten", "insatten", "Train the instance-level attention module (eq. 1-3) on cached maps."),
+    ("train", "train", "Train a registered neighbourhood method (MangoNet, eq. 4-11) on cached features."),
+    ("evaluate", "evaluate", "Score one predictions file against a truth file (eight metrics)."),
+    ("report", "report", "Score every method's predictions into reports/metrics.json and tables."),
+    ("readme", "readme", "Regenerate the README's results table from reports/metrics.json."),
+]
+
+app = typer.Typer(
+    name="mango",
+    help="MangoNet: metadata-neighbourhood image annotation as a DVC pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """MangoNet: metadata-neighbourhood image annotation as a DVC pipeline."""
+
+
+def _register() -> None:
+    for name, module, help_text in COMMANDS:
+        try:
+            mod = importlib.import_module(f"stages.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"stages.{module}":
+                raise
+            continue  # stage not written yet
+        app.command(name=name, help=help_text)(mod.command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: user errors print one clear line and exit 2, without a traceback."""
+    logging.basicConfig(level=logging.INFO, format="[mango] %(message)s", stream=sys.stderr)
+    try:
+        app()
+    except MangoError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

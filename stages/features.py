@@ -1,0 +1,42 @@
+"""`mango features`: every image through the finetuned backbone once, into the feature store.
+
+Also writes the Multi-CNN predictions (the finetuned backbone's own head) for the test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOption, stage_timer
+
+
+def command(
+    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
+    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    checkpoint: Annotated[Path, typer.Option(help="Backbone checkpoint written by `mango finetune`.")],
+    out: Annotated[Path, typer.Option(help="Feature store folder to write.")],
+    predictions: Annotated[Path, typer.Option(help="Multi-CNN predictions Parquet to write (test split).")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    from pipeline.config import load_params
+    from pipeline.data import load_annotated, write_predictions
+    from pipeline.device import resolve_device
+    from pipeline.finetune import extract_features
+    from pipeline.io import atomic_path
+    from pipeline.models.backbone import build_backbone
+    from pipeline.train import load_checkpoint
+
+    with stage_timer("features"):
+        p = load_params(params)
+        device = resolve_device(p.device)
+        data = load_annotated(prepared, metadata)
+        ckpt = load_checkpoint(checkpoint)
+        model = build_backbone(p.backbone.arch, len(data.label_names), "none")
+        model.load_state_dict(ckpt["model"])
+        with atomic_path(out, directory=True) as tmp:
+            scores = extract_features(model, data, p.backbone, p.features, device, tmp)
+        test = data.select("test")
+        write_predictions(predictions, [data.image_ids[i] for i in test], scores[test], data.label_names)

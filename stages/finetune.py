@@ -1,0 +1,35 @@
+"""`mango finetune`: train the backbone with multi-label BCE (stage 1 of section 3.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOption, stage_timer
+
+
+def command(
+    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
+    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise` (the kept images).")],
+    out: Annotated[Path, typer.Option(help="Backbone checkpoint to write.")],
+    live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    import dataclasses
+
+    from pipeline.config import load_params
+    from pipeline.data import load_annotated
+    from pipeline.device import resolve_device, seed_everything
+    from pipeline.finetune import finetune
+    from pipeline.train import save_checkpoint
+
+    with stage_timer("finetune"):
+        p = load_params(params)
+        device = resolve_device(p.device)
+        seed_everything(p.seed)
+        data = load_annotated(prepared, metadata)
+        model, history = finetune(data, p.backbone, p.finetune, device, p.seed, live)
+        save_checkpoint(out, model, {"backbone": dataclasses.asdict(p.backbone), "finetune": dataclasses.asdict(p.finetune)},
+                        labels=data.label_names, history=history)

@@ -1,0 +1,43 @@
+"""`mango insatten`: train the instance-level attention module (eq. 1-3) on cached maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOption, stage_timer
+
+
+def command(
+    features: Annotated[Path, typer.Option(help="Feature store written by `mango features`.")],
+    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
+    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    checkpoint: Annotated[Path, typer.Option(help="InsAtten checkpoint to write.")],
+    out: Annotated[Path, typer.Option(help="Attention store folder to write (beta, y for every image).")],
+    predictions: Annotated[Path, typer.Option(help="InsAtten predictions Parquet to write (test split).")],
+    live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    import dataclasses
+
+    from pipeline.attention import train_insatten, write_attention
+    from pipeline.config import load_params
+    from pipeline.data import write_predictions
+    from pipeline.device import resolve_device, seed_everything
+    from pipeline.io import atomic_path
+    from pipeline.train import save_checkpoint
+    from stages.common import open_store_with_labels
+
+    with stage_timer("insatten"):
+        p = load_params(params)
+        device = resolve_device(p.device)
+        seed_everything(p.seed)
+        store, targets = open_store_with_labels(features, prepared, metadata)
+        model = train_insatten(store, targets, p.insatten, device, p.seed, live)
+        save_checkpoint(checkpoint, model, dataclasses.asdict(p.insatten), labels=store.labels)
+        with atomic_path(out, directory=True) as tmp:
+            probs = write_attention(model, store, device, tmp)
+        test = store.index.filter(store.index["split"] == "test")
+        write_predictions(predictions, test["image_id"].to_list(), probs[test["row"].to_numpy()], store.labels)

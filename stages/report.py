@@ -1,0 +1,41 @@
+"""`mango report`: score every predictions file into reports/metrics.json and a Markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOption, stage_timer
+
+
+def command(
+    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
+    interim: Annotated[Path, typer.Option(help="Folder written by `mango lemmatise`.")],
+    predictions: Annotated[list[Path], typer.Option(help="Predictions files, one per method (repeat the option).")],
+    metrics: Annotated[Path, typer.Option(help="DVC metrics JSON to write.")],
+    table: Annotated[Path, typer.Option(help="Markdown results table to write.")],
+    details: Annotated[Path, typer.Option(help="JSON with per-label AP, excluded labels and notes.")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    import json
+
+    from pipeline.config import load_params
+    from pipeline.data import load_annotated
+    from pipeline.io import atomic_path, write_json
+    from pipeline.report import results_markdown, score_predictions
+
+    with stage_timer("report"):
+        p = load_params(params)
+        data = load_annotated(prepared, interim / "metadata.parquet")
+        scores, info = score_predictions(data, predictions, p.evaluate.top_k, p.evaluate.threshold)
+        prep_stats = json.loads((prepared / "stats.json").read_text())
+        lem_stats = json.loads((interim / "stats.json").read_text())
+        summary = {"dataset": prep_stats["dataset"], "root": prep_stats["root"], "label_set": prep_stats["label_set"],
+                   "train": lem_stats["train"], "test": lem_stats["test"], "n_labels": len(data.label_names),
+                   "vocab_size": lem_stats["vocab_size"], "m": p.m}
+        write_json(scores, metrics)
+        write_json({"summary": summary, "methods": info}, details)
+        with atomic_path(table) as tmp:
+            tmp.write_text(results_markdown(scores, info, summary))
