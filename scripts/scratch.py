@@ -1,0 +1,46 @@
+"""A scratch copy of this repository (tracked files only) in which to run `dvc repro` without
+touching the workspace: used by the benchmark and seed-spread scripts."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_TIME = re.compile(r"stage (\S+) finished in ([\d.]+) s")
+
+
+def env() -> dict:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def scratch_copy(prefix: str = "mango-") -> Path:
+    """Copy the tracked files (as in the working tree) into a new git+DVC repository."""
+    dest = Path(tempfile.mkdtemp(prefix=prefix))
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=bench@example.invalid", "-c", "user.name=bench", "commit", "-qm", "scratch"]):
+        subprocess.run(cmd, cwd=dest, check=True, env=env())
+    return dest
+
+
+def repro(workdir: Path, *args: str) -> tuple[float, dict[str, float], str]:
+    """Run `dvc repro` in `workdir`; return (wall seconds, per-stage seconds, output)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *args], cwd=workdir, env=env(), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise SystemExit(f"dvc repro failed in {workdir}:\n{out[-3000:]}")
+    return wall, {m.group(1): float(m.group(2)) for m in STAGE_TIME.finditer(out)}, out

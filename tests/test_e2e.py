@@ -1,0 +1,80 @@
+"""End to end: `dvc repro` of the real dvc.yaml on a tiny configuration, then `dvc exp run -S m=2`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "m": 2,
+    "synthetic": {"n_images": 120, "image_size": 48, "n_topics": 8},
+    "lemmatise": {"vocab_size": 200},
+    "neighbours": {"k_max": 4, "block_size": 16},
+    "backbone": {"input_size": 64},
+    "finetune": {"epochs": 1, "batch_size": 16, "num_workers": 0},
+    "features": {"batch_size": 32, "num_workers": 0},
+    "insatten": {"epochs": 2, "batch_size": 16, "hidden": 32},
+    "mangonet": {"epochs": 2, "batch_size": 16, "hidden": 32},
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(base[k], v) if isinstance(v, dict) else v
+    return out
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_dvc_repro_tiny_then_experiment(tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
+    shutil.copytree(ROOT / "pipeline", work / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = [sys.executable, "-m", "dvc"]
+    run(["git", "init", "-q"], work)
+    run(["git", "config", "user.email", "ci@example.invalid"], work)
+    run(["git", "config", "user.name", "ci"], work)
+    run([*dvc, "init", "-q"], work)
+    run(["git", "add", "-A"], work)
+    run(["git", "commit", "-qm", "tiny"], work)
+
+    out = run([*dvc, "repro"], work)
+    for stage in ("synthesize", "prepare", "lemmatise", "neighbours", "finetune", "features", "insatten", "mangonet", "report"):
+        assert f"stage {stage if stage != 'mangonet' else 'train@mangonet'} finished in" in out or stage == "neighbours", stage
+    metrics = json.loads((work / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"Multi-CNN", "InsAtten", "MangoNet"}
+    for row in metrics.values():
+        assert set(row) == {"mAPC", "mAPO", "CP", "CR", "CF1", "OP", "OR", "OF1"}
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert (work / "reports" / "live" / "mangonet" / "plots" / "metrics" / "train_loss.tsv").exists()
+    assert "| MangoNet |" in (work / "reports" / "results.md").read_text()
+
+    again = run([*dvc, "repro"], work)
+    assert "Data and pipelines are up to date" in again
+
+    run(["git", "add", "-A"], work)
+    run(["git", "commit", "-qm", "results"], work)
+    exp = run([*dvc, "exp", "run", "-S", "m=1"], work)
+    assert "Stage 'neighbours' didn't change, skipping" in exp
+    assert "Stage 'finetune' didn't change, skipping" in exp
+    assert "Running stage 'mangonet'" in exp
+    assert yaml.safe_load((work / "params.yaml").read_text())["m"] == 1
