@@ -10,15 +10,11 @@ from torch.utils.data import DataLoader, Dataset
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
-DECODED = {"count": 0}  # images decoded in this process (tests assert later stages decode none)
-
-
 def load_image(path: str, size: int) -> torch.Tensor:
     """RGB image resized to size x size, ImageNet-normalised: (3, size, size) float32."""
     with Image.open(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when the file is large
         im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-    DECODED["count"] += 1
     x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
     return (x - MEAN) / STD
 

@@ -1,0 +1,80 @@
+"""The `mango` command line: every stage is there, dvc.yaml only calls `mango`, errors are clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stages.cli import COMMANDS, app
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def mango(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_every_stage():
+    out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    for name, _, _ in COMMANDS:
+        assert name in out
+
+
+def test_every_dvc_stage_is_a_mango_command():
+    names = {name for name, _, _ in COMMANDS}
+    for stage, spec in DVC["stages"].items():
+        cmd = spec["cmd"].split()
+        assert cmd[0] == "mango", stage
+        assert cmd[1] in names, f"{stage}: unknown sub-command {cmd[1]}"
+
+
+def test_only_neighbour_stages_list_m():
+    """`dvc exp run -S m=7` must re-run training and evaluation, not the neighbour search."""
+    from pipeline.methods import all_methods
+
+    neighbour_stages = {"mangonet"}
+    assert all_methods()["mangonet"].uses_neighbours
+    for stage, spec in DVC["stages"].items():
+        listed = "m" in spec.get("params", [])
+        assert listed == (stage in neighbour_stages), stage
+    assert "neighbours.k_max" in DVC["stages"]["neighbours"]["cmd"].replace("${", "").replace("}", "")
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"m": 0}, "m must be between 1 and neighbours.k_max (15), got 0"),
+    ({"m": 20}, "m must be between 1 and neighbours.k_max (15), got 20"),
+    ({"backbone": {"arch": "resnet11"}}, "backbone.arch must be one of resnet10, resnet18, resnet34, resnet50, resnet101, resnet152, got 'resnet11'"),
+    ({"dataset": {"root": "no/such/folder"}}, "dataset.root: 'no/such/folder' does not exist"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, override, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in override.items():
+        if isinstance(value, dict):
+            params[key].update(value)
+        else:
+            params[key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = mango("prepare", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_annotation_through_the_command(tmp_path):
+    from tests.conftest import write_mirflickr
+
+    root = write_mirflickr(tmp_path / "mf")
+    (root / "mirflickr25k_annotations_v080" / "sea.txt").write_text("2\n4\nx7\n")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"]["root"] = str(root)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = mango("prepare", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "sea.txt, line 3: 'x7' is not a positive image number" in proc.stderr
