@@ -107,7 +107,6 @@ class TrainParams:
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    num_workers: int = 0
     schedule: str = "constant"  # constant (the paper) | cosine (decay to 0 over the run)
 
     def validate(self, section: str) -> None:
@@ -118,6 +117,14 @@ class TrainParams:
         _check(self.lr > 0, f"{section}.lr", f"must be > 0, got {self.lr}")
         _check(0 <= self.momentum < 1, f"{section}.momentum", f"must be in [0, 1), got {self.momentum}")
         _check(self.weight_decay >= 0, f"{section}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class FinetuneParams(TrainParams):
+    num_workers: int = 0  # DataLoader workers decoding images (finetune is one of the two stages that decode)
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
         _check(self.num_workers >= 0, f"{section}.num_workers", f"must be >= 0, got {self.num_workers}")
 
 
@@ -128,11 +135,16 @@ class FeaturesParams:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "features.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.num_workers >= 0, "features.num_workers", f"must be >= 0, got {self.num_workers}")
 
 
 @dataclass
 class InsAttenParams(TrainParams):
-    hidden: int = 512
+    hidden: int = 512  # q(.): conv widths 512 / 512 / C (eq. 1)
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        _check(self.hidden >= 1, f"{section}.hidden", f"must be >= 1, got {self.hidden}")
 
 
 @dataclass
@@ -141,11 +153,19 @@ class MangoNetParams(TrainParams):
     coatten_pool: int = 1  # max-pool factor for attention maps before co-attention (paper: 14x14 -> 7x7 is 2)
     target_weights: str = "literal"  # eq. 7: literal product over all neighbours, or "mean"
 
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        _check(self.hidden >= 1, f"{section}.hidden", f"must be >= 1, got {self.hidden}")
+
 
 @dataclass
 class EvaluateParams:
     top_k: int = 3
     threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(self.top_k >= 1, "evaluate.top_k", f"must be >= 1, got {self.top_k}")
+        _check(0.0 < self.threshold < 1.0, "evaluate.threshold", f"must be in (0, 1), got {self.threshold}")
 
 
 @dataclass
@@ -158,7 +178,7 @@ class Params:
     lemmatise: LemmatiseParams = field(default_factory=LemmatiseParams)
     neighbours: NeighboursParams = field(default_factory=NeighboursParams)
     backbone: BackboneParams = field(default_factory=BackboneParams)
-    finetune: TrainParams = field(default_factory=TrainParams)
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
     features: FeaturesParams = field(default_factory=FeaturesParams)
     insatten: InsAttenParams = field(default_factory=InsAttenParams)
     mangonet: MangoNetParams = field(default_factory=MangoNetParams)

@@ -16,7 +16,7 @@ from pipeline.lemmatise import METADATA_SCHEMA
 
 
 @dataclass
-class Annotated:
+class LabelledImages:
     """Images kept by `lemmatise`, in its order, with paths, splits and 0/1 labels (N, C)."""
 
     image_ids: list[str]
@@ -29,17 +29,18 @@ class Annotated:
         return np.flatnonzero(self.splits == split)
 
 
-def load_annotated(prepared: Path, metadata: Path) -> Annotated:
+def load_annotated(prepared: Path, metadata: Path) -> LabelledImages:
     """Join prepared images/labels with the kept images of lemmatise's metadata.parquet."""
     images = read_parquet(prepared / "images.parquet", IMAGES_SCHEMA)
     labels = read_parquet(prepared / "labels.parquet", {"image_id": pl.String})
     kept = read_parquet(metadata, METADATA_SCHEMA).select("image_id")
-    table = kept.join(images.select("image_id", "path", "split"), on="image_id", how="left").join(labels, on="image_id", how="left")
+    table = (kept.join(images.select("image_id", "path", "split"), on="image_id", how="left", maintain_order="left")
+             .join(labels, on="image_id", how="left", maintain_order="left"))
     if table["path"].null_count():
         missing = table.filter(pl.col("path").is_null())["image_id"][0]
         raise MangoError(f"{metadata}: image '{missing}' is not in {prepared / 'images.parquet'}")
     names = [c for c in labels.columns if c != "image_id"]
-    return Annotated(
+    return LabelledImages(
         image_ids=table["image_id"].to_list(),
         paths=table["path"].to_list(),
         splits=table["split"].to_numpy().astype(str),
@@ -61,7 +62,7 @@ def write_predictions(path: Path, image_ids: list[str], scores: np.ndarray, labe
     write_parquet(predictions_frame(image_ids, scores, label_names), path)
 
 
-def write_truth(path: Path, data: Annotated, split: str = "test") -> None:
+def write_truth(path: Path, data: LabelledImages, split: str = "test") -> None:
     """The truth file for `mango evaluate`: image_id + one 0/1 column per label, one split."""
     rows = data.select(split)
     df = pl.DataFrame({"image_id": [data.image_ids[i] for i in rows]}).with_columns(

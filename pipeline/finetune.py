@@ -11,8 +11,9 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from pipeline.config import BackboneParams, FeaturesParams, TrainParams
-from pipeline.data import Annotated
+from pipeline.config import BackboneParams, FeaturesParams, FinetuneParams
+from pipeline.data import LabelledImages
+from pipeline.errors import MangoError
 from pipeline.images import ImageDataset, image_loader
 from pipeline.models.backbone import Backbone, build_backbone
 from pipeline.train import fit
@@ -20,7 +21,7 @@ from pipeline.train import fit
 log = logging.getLogger(__name__)
 
 
-def finetune(data: Annotated, backbone: BackboneParams, cfg: TrainParams, device: torch.device, seed: int,
+def finetune(data: LabelledImages, backbone: BackboneParams, cfg: FinetuneParams, device: torch.device, seed: int,
              live_dir: Path | None = None) -> tuple[Backbone, list[dict]]:
     """Train the backbone with multi-label BCE on the training split (section 3.2, stage 1)."""
     model = build_backbone(backbone.arch, len(data.label_names), backbone.weights)
@@ -28,8 +29,8 @@ def finetune(data: Annotated, backbone: BackboneParams, cfg: TrainParams, device
         model = model.to(memory_format=torch.channels_last)
     rows = data.select("train")
     if len(rows) == 0:
-        raise ValueError("finetune: the training split is empty")
-    ds = ImageDataset([data.paths[i] for i in rows], backbone.input_size, data.targets[rows], train=True, seed=seed)
+        raise MangoError("finetune: the training split is empty (check dataset.test_fraction)")
+    ds = ImageDataset([data.paths[i] for i in rows], backbone.input_size, data.targets[rows], train=True)
     gen = torch.Generator().manual_seed(seed)
     loader = image_loader(ds, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, device=device, generator=gen)
     history = fit(model, lambda epoch: loader, len(loader), cfg, device, "finetune", live_dir)
@@ -37,7 +38,7 @@ def finetune(data: Annotated, backbone: BackboneParams, cfg: TrainParams, device
 
 
 @torch.no_grad()
-def extract_features(model: Backbone, data: Annotated, backbone: BackboneParams, cfg: FeaturesParams,
+def extract_features(model: Backbone, data: LabelledImages, backbone: BackboneParams, cfg: FeaturesParams,
                      device: torch.device, out_dir: Path) -> np.ndarray:
     """Write the feature store for every kept image into `out_dir`; return Multi-CNN scores (N, C)."""
     from pipeline.device import autocast
@@ -46,8 +47,7 @@ def extract_features(model: Backbone, data: Annotated, backbone: BackboneParams,
     ds = ImageDataset(data.paths, backbone.input_size)
     loader = image_loader(ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, device=device)
     n = len(ds)
-    with torch.no_grad():
-        probe = model.maps(ds[0][0].unsqueeze(0).to(device))
+    probe = model.maps(ds[0][0].unsqueeze(0).to(device))
     _, dim, h, w = probe.shape
     maps = np.lib.format.open_memmap(out_dir / "maps.npy", mode="w+", dtype=np.float16, shape=(n, dim, h, w))
     pooled = np.lib.format.open_memmap(out_dir / "pooled.npy", mode="w+", dtype=np.float16, shape=(n, dim))

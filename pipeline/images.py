@@ -22,16 +22,15 @@ def load_image(path: str, size: int) -> torch.Tensor:
 class ImageDataset(Dataset):
     """Images (and optional multi-label targets); random horizontal flips when `train`."""
 
-    def __init__(self, paths: list[str], size: int, targets: np.ndarray | None = None, train: bool = False, seed: int = 0):
+    def __init__(self, paths: list[str], size: int, targets: np.ndarray | None = None, train: bool = False):
         self.paths, self.size, self.targets, self.train = paths, size, targets, train
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         x = load_image(self.paths[i], self.size)
-        if self.train and self.rng.random() < 0.5:
+        if self.train and torch.rand(()) < 0.5:  # torch RNG: seeded per DataLoader worker
             x = x.flip(-1)
         if self.targets is None:
             return (x,)

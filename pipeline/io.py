@@ -35,6 +35,9 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod((0o777 if directory else 0o666) & ~umask)  # mkdtemp/mkstemp create private paths
     try:
         yield tmp
         if directory:
@@ -59,6 +62,16 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise MangoError(f"{p}: file not found (run the stage that writes it first)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise MangoError(f"{p}: not valid JSON ({exc})") from exc
 
 
 def read_parquet(path: str | os.PathLike, columns: dict[str, type[pl.DataType] | pl.DataType] | None = None) -> pl.DataFrame:

@@ -56,7 +56,7 @@ def _wordnet():
         except LookupError:
             continue
     else:
-        raise MangoError("NLTK WordNet data is missing: run `make setup` (or `python -m pipeline.nltk_data`)")
+        raise MangoError("NLTK WordNet data is missing: run `make setup` (or `python scripts/install_nltk_data.py`)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "multilingual functions are not available": we pass no OMW
         return _LemmaReader(root, None)
@@ -118,8 +118,8 @@ def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataF
     has_label = labels.select("image_id", pl.sum_horizontal(label_cols).alias("n_labels"))
     table_all = (
         images.select("image_id", "split")
-        .join(per_image, on="image_id", how="left")
-        .join(has_label, on="image_id", how="left")
+        .join(per_image, on="image_id", how="left", maintain_order="left")
+        .join(has_label, on="image_id", how="left", maintain_order="left")
     )
     no_meta = table_all["terms"].is_null() | (table_all["terms"].list.len() == 0)
     no_label = table_all["n_labels"].fill_null(0) == 0

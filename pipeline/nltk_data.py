@@ -5,8 +5,7 @@ First the normal route (`nltk.download`). Machines without internet fall back to
 with apt-get when we are root and they are missing), copied into NLTK's data path together with
 the `lexnames` table that Debian ships only as the man page lexnames(5WN).
 
-    python -m pipeline.nltk_data          # install if needed, say which route was used
-    python -m pipeline.nltk_data --check  # exit 1 if WordNet is not usable
+The command-line entry point is `scripts/install_nltk_data.py` (run by `make setup`).
 """
 
 from __future__ import annotations
@@ -100,22 +99,3 @@ def ensure_wordnet() -> str:
     if not wordnet_ok():
         raise RuntimeError(f"WordNet copied into {target} but NLTK still cannot lemmatise with it")
     return "debian"
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if "--check" in argv:
-        return 0 if wordnet_ok() else 1
-    route = ensure_wordnet()
-    messages = {
-        "present": "WordNet data already installed",
-        "download": f"WordNet data downloaded with nltk.download into {data_dir()}",
-        "debian": f"WordNet data installed offline from Debian's wordnet-base into {data_dir()}",
-    }
-    print(f"set-up: {messages[route]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -61,6 +61,8 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
         raise MangoError(f"dataset.root '{params.root}': no readable image")
     if "split" not in images.columns:
         images = images.with_columns(pl.Series("split", assign_split(images.height, params.test_fraction, params.split_seed), dtype=pl.String))
+    for note in prep.notes:
+        log.warning("%s", note)
     kept_ids = images["image_id"]
     prep = Prepared(
         images=images.select("image_id", "path", "split"),
@@ -81,6 +83,7 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
         "train": int((images["split"] == "train").sum()),
         "test": int((images["split"] == "test").sum()),
         "raw_metadata_items": prep.metadata_raw.height,
+        "notes": prep.notes,
     }
     log.info("prepare: %d images (%d corrupt skipped), %d train / %d test, %d labels",
              stats["images"], len(corrupt), stats["train"], stats["test"], len(prep.label_names))

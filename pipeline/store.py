@@ -48,19 +48,6 @@ class FeatureStore:
     def labels(self) -> list[str]:
         return self.meta["labels"]
 
-    def rows(self, image_ids: list[str] | pl.Series) -> np.ndarray:
-        """Store rows of `image_ids` (MangoError naming the first unknown id)."""
-        lookup = dict(zip(self.index["image_id"].to_list(), self.index["row"].to_list()))
-        out = np.empty(len(image_ids), dtype=np.int64)
-        for i, image_id in enumerate(image_ids):
-            if image_id not in lookup:
-                raise MangoError(f"{self.root}: image '{image_id}' is not in the feature store")
-            out[i] = lookup[image_id]
-        return out
-
-    def split_ids(self, split: str) -> list[str]:
-        return self.index.filter(pl.col("split") == split)["image_id"].to_list()
-
 
 def gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """array[rows] for a memmap, reading each needed row once and in file order."""

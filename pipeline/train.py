@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainParams
 from pipeline.device import autocast
+from pipeline.errors import MangoError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def fit(
     live_dir: Path | None = None,
 ) -> list[dict]:
     """Train `model` in place for `cfg.epochs` epochs; return the per-epoch history."""
+    if n_batches == 0:
+        raise MangoError(f"{name}: no training example (is the training split empty?)")
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -72,7 +75,7 @@ def fit(
                 logits = _logits(model(*inputs))
             loss = loss_fn(logits.float(), target)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{name}: loss became {loss.item()} in epoch {epoch + 1}; lower {name}.lr")
+                raise MangoError(f"{name}: the loss became {loss.item()} in epoch {epoch + 1}; lower {name}.lr (now {cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -116,8 +119,9 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict, **extra) -> None
 
 
 def load_checkpoint(path: Path) -> dict:
-    from pipeline.errors import MangoError
-
     if not Path(path).is_file():
         raise MangoError(f"{path}: checkpoint not found (run the stage that writes it first)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file: pickle, zip and torch errors alike
+        raise MangoError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from exc

@@ -5,15 +5,23 @@ set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 stamp="$VENV/.mango-setup"
-key="$(cat pyproject.toml scripts/setup.sh pipeline/nltk_data.py | sha256sum | cut -c1-16) $(pwd)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] && "$VENV/bin/python" -m pipeline.nltk_data --check >/dev/null 2>&1; then
+key="$(cat pyproject.toml scripts/setup.sh scripts/install_nltk_data.py pipeline/nltk_data.py | sha256sum | cut -c1-16) $(pwd)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] && "$VENV/bin/python" scripts/install_nltk_data.py --check >/dev/null 2>&1; then
     echo "set-up: $VENV is up to date, nothing to do"
     exit 0
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    echo "set-up: $PYTHON is missing or older than Python 3.10; set PYTHON=/path/to/python3.10+"
+    exit 1
 fi
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "set-up: creating virtual environment $VENV"
     mkdir -p "$(dirname "$VENV")"
-    "$PYTHON" -m venv "$VENV"
+    if ! "$PYTHON" -m venv "$VENV"; then
+        echo "set-up: '$PYTHON -m venv' failed. On Debian/Ubuntu install the venv module first:"
+        echo "        apt-get install python3-venv   (or set PYTHON=/path/to/python3.10+)"
+        exit 1
+    fi
 fi
 echo "set-up: installing mangonet and its dependencies into $VENV (the first time takes a few minutes)"
 if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[test]" > "$VENV/pip-install.log" 2>&1; then
@@ -21,6 +29,6 @@ if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[test]" 
     echo "set-up: pip install failed (full log: $VENV/pip-install.log)"
     exit 1
 fi
-"$VENV/bin/python" -m pipeline.nltk_data
+"$VENV/bin/python" scripts/install_nltk_data.py
 echo "$key" > "$stamp"
 echo "set-up: done"

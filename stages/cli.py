@@ -46,12 +46,7 @@ def _root() -> None:
 
 def _register() -> None:
     for name, module, help_text in COMMANDS:
-        try:
-            mod = importlib.import_module(f"stages.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"stages.{module}":
-                raise
-            continue  # stage not written yet
+        mod = importlib.import_module(f"stages.{module}")
         app.command(name=name, help=help_text)(mod.command)
 
 

@@ -24,6 +24,7 @@ def command(
     from pipeline.config import load_params
     from pipeline.data import load_annotated, write_predictions
     from pipeline.device import resolve_device
+    from pipeline.errors import MangoError
     from pipeline.finetune import extract_features
     from pipeline.io import atomic_path
     from pipeline.models.backbone import build_backbone
@@ -34,7 +35,11 @@ def command(
         device = resolve_device(p.device)
         data = load_annotated(prepared, metadata)
         ckpt = load_checkpoint(checkpoint)
-        model = build_backbone(p.backbone.arch, len(data.label_names), "none")
+        arch = ckpt["config"]["backbone"]["arch"]
+        if arch != p.backbone.arch or ckpt.get("labels") != data.label_names:
+            raise MangoError(f"{checkpoint}: trained as {arch} on labels {ckpt.get('labels')}, but params say "
+                             f"{p.backbone.arch} on {data.label_names}; re-run finetune")
+        model = build_backbone(arch, len(data.label_names), "none")
         model.load_state_dict(ckpt["model"])
         with atomic_path(out, directory=True) as tmp:
             scores = extract_features(model, data, p.backbone, p.features, device, tmp)

@@ -19,22 +19,19 @@ def command(
     details: Annotated[Path, typer.Option(help="JSON with per-label AP, excluded labels and notes.")],
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    import json
-
     from pipeline.config import load_params
     from pipeline.data import load_annotated
-    from pipeline.io import atomic_path, write_json
+    from pipeline.io import atomic_path, read_json, write_json
     from pipeline.report import results_markdown, score_predictions
 
     with stage_timer("report"):
         p = load_params(params)
         data = load_annotated(prepared, interim / "metadata.parquet")
         scores, info = score_predictions(data, predictions, p.evaluate.top_k, p.evaluate.threshold)
-        prep_stats = json.loads((prepared / "stats.json").read_text())
-        lem_stats = json.loads((interim / "stats.json").read_text())
+        prep_stats, lem_stats = (read_json(prepared / "stats.json"), read_json(interim / "stats.json"))
         summary = {"dataset": prep_stats["dataset"], "root": prep_stats["root"], "label_set": prep_stats["label_set"],
                    "train": lem_stats["train"], "test": lem_stats["test"], "n_labels": len(data.label_names),
-                   "vocab_size": lem_stats["vocab_size"], "m": p.m}
+                   "vocab_size": lem_stats["vocab_size"]}
         write_json(scores, metrics)
         write_json({"summary": summary, "methods": info}, details)
         with atomic_path(table) as tmp:

@@ -34,11 +34,19 @@ def test_every_dvc_stage_is_a_mango_command():
         assert cmd[1] in names, f"{stage}: unknown sub-command {cmd[1]}"
 
 
+def test_train_matrix_runs_registered_neighbour_methods():
+    from pipeline.methods import all_methods
+
+    methods = all_methods()
+    for name in DVC["stages"]["train"]["matrix"]["method"]:
+        assert methods[name].train is not None and methods[name].uses_neighbours, name
+
+
 def test_only_neighbour_stages_list_m():
     """`dvc exp run -S m=7` must re-run training and evaluation, not the neighbour search."""
     from pipeline.methods import all_methods
 
-    neighbour_stages = {"mangonet"}
+    neighbour_stages = {"train"}  # the train@<method> matrix
     assert all_methods()["mangonet"].uses_neighbours
     for stage, spec in DVC["stages"].items():
         listed = "m" in spec.get("params", [])

@@ -57,7 +57,7 @@ def _read_annotation(path: Path, existing: set[int]) -> list[int]:
         text = line.strip()
         if not text:
             continue
-        if not text.isdigit() or int(text) < 1:
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
             raise MangoError(f"{path}, line {lineno}: '{text}' is not a positive image number")
         n = int(text)
         if n not in existing:

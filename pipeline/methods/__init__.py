@@ -26,7 +26,7 @@ class Context:
 
     store: "FeatureStore"  # noqa: F821 (pipeline.store)
     attention: "AttentionStore | None"  # noqa: F821 (pipeline.attention)
-    neighbours: np.ndarray  # (N, k_max) store rows of each row's neighbours, -1 where missing
+    neighbours: np.ndarray | None  # (N, m) store rows of each row's neighbours, -1 where missing
     targets: np.ndarray  # (N, C) 0/1, by store row
     params: Params
     device: torch.device
@@ -79,6 +79,12 @@ def neighbour_rows(neighbours: pl.DataFrame, store, k: int) -> np.ndarray:
     """(N, k) store rows of each store row's first k neighbours (rank order), -1 where missing."""
     row_of = dict(zip(store.index["image_id"].to_list(), store.index["row"].to_list()))
     out = np.full((store.meta["n"], k), -1, dtype=np.int64)
+    bad_rank = neighbours.filter(pl.col("rank") < 1)
+    if bad_rank.height:
+        raise MangoError(f"neighbours: rank {bad_rank['rank'][0]} of image {bad_rank['image_id'][0]} is not 1-based")
+    if neighbours.height and neighbours["rank"].max() < k:
+        raise MangoError(f"neighbours: the file holds at most {neighbours['rank'].max()} neighbours per image but m = {k}; "
+                         f"re-run the neighbour search with neighbours.k_max >= m")
     nb = neighbours.filter(pl.col("rank") <= k)
     unknown = nb.filter(~pl.col("image_id").is_in(list(row_of)) | ~pl.col("neighbour_id").is_in(list(row_of)))
     if unknown.height:

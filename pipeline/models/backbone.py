@@ -59,7 +59,7 @@ def build_backbone(arch: str, num_labels: int, weights: str = "none") -> Backbon
         if not path.is_file():
             raise MangoError(f"backbone.weights: checkpoint '{path}' not found")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("model", state)
+        state = {k: v for k, v in state.get("model", state).items() if not k.startswith("fc.")}  # new label head
         missing, unexpected = model.load_state_dict(state, strict=False)
         trunk_missing = [k for k in missing if not k.startswith("fc.")]
         if trunk_missing:

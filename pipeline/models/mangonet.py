@@ -11,7 +11,11 @@ Choices where the paper is not explicit (each documented where it is used):
 - the "confidence vectors" y of eq. 4 and 7 are taken as probabilities sigma(y), so w is a soft
   label overlap in [0, 1];
 - an image with fewer than m neighbours is padded and the missing nodes masked out of eq. 7
-  (product), the adjacency softmax (eq. 10) and the node mean.
+  (product), the adjacency softmax (eq. 10) and the node mean;
+- with `mangonet.coatten_pool` > 1 (the paper's 14x14 -> 7x7), beta is max-pooled as the paper
+  says and phi is average-pooled to the same grid (not stated in the paper); the global feature
+  is the average of that pooled phi, which equals the average of phi whenever the pool divides
+  the grid.
 """
 
 from __future__ import annotations
