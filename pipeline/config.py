@@ -169,6 +169,21 @@ class EvaluateParams:
 
 
 @dataclass
+class GateParams:
+    """The CI metric gate (`mango metrics-diff`): fail when a method's metric drops by more."""
+
+    tolerance: float = 0.01
+    metrics: list = field(default_factory=lambda: ["mAPC", "OF1"])
+
+    def __post_init__(self) -> None:
+        _check(self.tolerance >= 0, "gate.tolerance", f"must be >= 0, got {self.tolerance}")
+        from pipeline.metrics import METRIC_KEYS
+
+        bad = [m for m in self.metrics if m not in METRIC_KEYS]
+        _check(not bad, "gate.metrics", f"must be among {', '.join(METRIC_KEYS)}, got {bad}")
+
+
+@dataclass
 class Params:
     seed: int = 0
     m: int = 3
@@ -183,6 +198,8 @@ class Params:
     insatten: InsAttenParams = field(default_factory=InsAttenParams)
     mangonet: MangoNetParams = field(default_factory=MangoNetParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    gate: GateParams = field(default_factory=GateParams)
+    methods: dict = field(default_factory=dict)  # per-method sections, validated by each method (method_params)
 
     def __post_init__(self) -> None:
         _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}, got '{self.device}'")
@@ -219,6 +236,11 @@ def _build(cls: type, data: Any, key: str) -> Any:
             raise MangoError(f"params: {sub} must be {expected.__name__} (as in '{ftype}'), got {value!r}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def method_params(params: Params, name: str, cls: type) -> Any:
+    """The `methods.<name>` section of params.yaml as dataclass `cls` (defaults where absent)."""
+    return _build(cls, params.methods.get(name) or {}, f"methods.{name}")
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

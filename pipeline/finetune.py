@@ -70,6 +70,7 @@ def extract_features(model: Backbone, data: LabelledImages, backbone: BackbonePa
     maps.flush()
     pooled.flush()
     del maps, pooled
+    np.save(out_dir / "scores.npy", scores)
     pl.DataFrame({"image_id": data.image_ids, "split": data.splits.tolist(), "row": np.arange(n, dtype=np.int64)}).write_parquet(
         out_dir / "index.parquet")
     meta = {"n": n, "dim": dim, "height": h, "width": w, "dtype": "float16", "arch": backbone.arch,

@@ -73,6 +73,7 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
     )
     stats = {
         "dataset": params.name,
+        "synthetic": (Path(params.root) / "SYNTHETIC.txt").exists(),
         "root": str(params.root),
         "label_set": params.labels,
         "labels": prep.label_names,

@@ -52,29 +52,54 @@ def score_predictions(data: LabelledImages, files: list[Path], top_k: int, thres
     return metrics, details
 
 
-def results_table(metrics: dict[str, dict[str, float]]) -> str:
-    """Markdown table: one row per method, the eight metrics with three decimals."""
+# Row order of the paper's tables 1-3 (comparison) and 4-6 (ablations).
+COMPARISON_ROWS = ("Meta+Logistic", "KNN", "Multi-CNN", "CNN Voting", "TagProp", "Link-CRF", "SRN", "NCNN",
+                   "MangoNet-m3", "MangoNet-m7", "MangoNet-m15")
+ABLATION_ROWS = ("NGCN", "MangoNet w/o GF", "InsAtten", "MangoNet")
+
+
+def results_table(metrics: dict[str, dict[str, float]], rows: tuple[str, ...] | None = None,
+                  published: dict[str, dict[str, float | None]] | None = None) -> str:
+    """Markdown table, one row per method that ran (in `rows` order when given), the eight metrics
+    with three decimals; with `published`, the paper's numbers in an italic row under each method."""
+    order = [r for r in rows if r in metrics] if rows else list(metrics)
     lines = ["| Method | " + " | ".join(METRIC_KEYS) + " |", "|---|" + "---:|" * len(METRIC_KEYS)]
-    for title, row in metrics.items():
-        lines.append(f"| {title} | " + " | ".join(f"{row[k]:.3f}" for k in METRIC_KEYS) + " |")
+    for title in order:
+        lines.append(f"| {title} | " + " | ".join(f"{metrics[title][k]:.3f}" for k in METRIC_KEYS) + " |")
+        paper_row = (published or {}).get("MangoNet-m3" if title == "MangoNet" else title)
+        if paper_row:
+            cells = ["-" if paper_row[k] is None else f"*{paper_row[k]:.3f}*" for k in METRIC_KEYS]
+            lines.append("| *paper* | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def results_markdown(metrics: dict, details: dict, summary: dict) -> str:
+def results_markdown(metrics: dict, details: dict, summary: dict, published: dict | None = None,
+                     table_numbers: tuple[int, int] | None = None) -> str:
+    """reports/results.md: dataset header, the comparison and ablation tables in the paper's layout."""
     prior = details["_label_frequency_baseline"]
     excluded = sorted({lab for d in details.values() if isinstance(d, dict) and "excluded_labels" in d for lab in d["excluded_labels"]})
-    head = [
+    first, second = table_numbers or ("1-3", "4-6")
+    extra = [t for t in metrics if t not in COMPARISON_ROWS + ABLATION_ROWS]
+    out = [
         "# Results",
         "",
-        f"Dataset: **{summary['dataset']}** (`{summary['root']}`, labels: {summary['label_set']}); "
-        f"{summary['train']} train / {summary['test']} test images, {summary['n_labels']} labels, "
-        f"vocabulary |T| = {summary['vocab_size']}.",
+        f"Dataset: **{summary['dataset']}**{' (synthetic, embedded default)' if summary.get('synthetic') else ''} "
+        f"(`{summary['root']}`, labels: {summary['label_set']}); {summary['train']} train / {summary['test']} test images, "
+        f"{summary['n_labels']} labels, vocabulary |T| = {summary['vocab_size']}."
+        + ("" if published else " The paper's published numbers are shown only for its own datasets."),
         "",
-        results_table(metrics),
+        f"Comparison with the baselines (layout of the paper's table {first}):",
         "",
-        f"Label-frequency baseline (every image scored by the training label frequencies): "
-        f"mAPC {prior['mAPC']:.3f}, mAPO {prior['mAPO']:.3f}.",
+        results_table(metrics, COMPARISON_ROWS, published),
+        "",
+        f"Ablations (layout of the paper's table {second}; MangoNet here uses the top-level m):",
+        "",
+        results_table(metrics, ABLATION_ROWS, published),
     ]
+    if extra:
+        out += ["", "Other methods:", "", results_table(metrics, tuple(extra))]
+    out += ["", f"Label-frequency baseline (every image scored by the training label frequencies): "
+                f"mAPC {prior['mAPC']:.3f}, mAPO {prior['mAPO']:.3f}."]
     if excluded:
-        head.append(f"Labels with no positive test image, excluded from mAPC, CP and CR: {', '.join(excluded)}.")
-    return "\n".join(head) + "\n"
+        out.append(f"Labels with no positive test image, excluded from mAPC, CP and CR: {', '.join(excluded)}.")
+    return "\n".join(out) + "\n"

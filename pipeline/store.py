@@ -2,6 +2,7 @@
 
     <root>/maps.npy      (N, D, H, W) float16  conv maps phi, memory-mapped
     <root>/pooled.npy    (N, D)       float16  average-pooled phi (the global feature)
+    <root>/scores.npy    (N, C)       float32  the finetuned backbone's own scores (Multi-CNN)
     <root>/index.parquet image_id, split, row
     <root>/meta.json     shapes, backbone, labels
 
@@ -29,6 +30,7 @@ class FeatureStore:
     pooled: np.ndarray  # (N, D) float16 memmap
     index: pl.DataFrame  # INDEX_SCHEMA
     meta: dict
+    scores: np.ndarray | None = None  # (N, C) Multi-CNN sigmoid scores
 
     @classmethod
     def open(cls, root: str | Path) -> FeatureStore:
@@ -42,6 +44,7 @@ class FeatureStore:
             pooled=np.load(root / "pooled.npy", mmap_mode="r"),
             index=pl.read_parquet(root / "index.parquet"),
             meta=json.loads((root / "meta.json").read_text()),
+            scores=np.load(root / "scores.npy") if (root / "scores.npy").exists() else None,
         )
 
     @property

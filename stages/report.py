@@ -22,6 +22,7 @@ def command(
     from pipeline.config import load_params
     from pipeline.data import load_annotated
     from pipeline.io import atomic_path, read_json, write_json
+    from pipeline.paper_results import PUBLISHED, TABLES
     from pipeline.report import results_markdown, score_predictions
 
     with stage_timer("report"):
@@ -31,8 +32,11 @@ def command(
         prep_stats, lem_stats = (read_json(prepared / "stats.json"), read_json(interim / "stats.json"))
         summary = {"dataset": prep_stats["dataset"], "root": prep_stats["root"], "label_set": prep_stats["label_set"],
                    "train": lem_stats["train"], "test": lem_stats["test"], "n_labels": len(data.label_names),
-                   "vocab_size": lem_stats["vocab_size"]}
+                   "vocab_size": lem_stats["vocab_size"], "synthetic": prep_stats.get("synthetic", False)}
+        published, numbers = None, None
+        if not summary["synthetic"] and summary["dataset"] in PUBLISHED:
+            published, numbers = PUBLISHED[summary["dataset"]], TABLES[summary["dataset"]]
         write_json(scores, metrics)
         write_json({"summary": summary, "methods": info}, details)
         with atomic_path(table) as tmp:
-            tmp.write_text(results_markdown(scores, info, summary))
+            tmp.write_text(results_markdown(scores, info, summary, published, numbers))

@@ -22,33 +22,46 @@ def command(
     live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
+    import torch
+
     from pipeline.attention import AttentionStore
     from pipeline.config import load_params
     from pipeline.data import write_predictions
     from pipeline.device import resolve_device, seed_everything
     from pipeline.errors import MangoError
-    from pipeline.io import read_parquet
-    from pipeline.methods import Context, get_method, neighbour_rows
+    from pipeline.io import read_parquet, write_json
+    from pipeline.lemmatise import METADATA_SCHEMA
+    from pipeline.methods import Context, get_method, neighbour_rows, term_matrix
     from pipeline.train import save_checkpoint
     from stages.common import open_store_with_labels
 
-    with stage_timer(f"train@{method}"):
+    spec = get_method(method)
+    with stage_timer(f"{spec.stage}@{method}"):
         p = load_params(params)
-        spec = get_method(method)
         if spec.train is None:
             raise MangoError(f"method '{method}' is produced by the {spec.stage} stage, not by `mango train`")
         device = resolve_device(p.device)
         seed_everything(p.seed)
         store, targets = open_store_with_labels(features, prepared, metadata)
-        nb = None
+        m = spec.m or p.m
+        ctx = Context(store=store, attention=None, neighbours=None, targets=targets, params=p, device=device,
+                      live_dir=live, multicnn=store.scores, m=m)
         if spec.uses_neighbours:
             if neighbours is None:
-                raise MangoError(f"method '{method}' needs --neighbours")
-            nb = neighbour_rows(read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None}), store, p.m)
-        ctx = Context(store=store, attention=AttentionStore.open(attention) if attention else None, neighbours=nb,
-                      targets=targets, params=p, device=device, live_dir=live)
+                raise MangoError(f"method '{method}' reads the metadata neighbourhood: pass --neighbours")
+            table = read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None, "score": None})
+            ctx.neighbours, ctx.neighbour_scores = neighbour_rows(table, store, m)
+        if spec.uses_attention:
+            if attention is None:
+                raise MangoError(f"method '{method}' reads InsAtten's attention maps: pass --attention")
+            ctx.attention = AttentionStore.open(attention)
+        if spec.uses_metadata:
+            ctx.metadata = term_matrix(read_parquet(metadata, METADATA_SCHEMA), store)
         model, scores, info = spec.train(ctx)
-        if model is not None and checkpoint is not None:
-            save_checkpoint(checkpoint, model, info["config"], labels=store.labels, history=info.get("history", []))
+        if checkpoint is not None:  # also for methods without torch parameters: their chosen settings
+            save_checkpoint(checkpoint, model if model is not None else torch.nn.Module(), info["config"],
+                            labels=store.labels, history=info.get("history", []))
+        if live is not None and not (live / "metrics.json").exists():  # methods trained without dvclive
+            write_json({"method": method, "config": info["config"], "note": "no per-epoch training"}, live / "metrics.json")
         test_rows = ctx.rows("test")
         write_predictions(predictions, store.index["image_id"].gather(test_rows).to_list(), scores, store.labels)

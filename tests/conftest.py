@@ -34,3 +34,77 @@ def write_mirflickr(root: Path, n: int = 12, seed: int = 0, labels: dict[str, li
 @pytest.fixture
 def mirflickr_root(tmp_path: Path) -> Path:
     return write_mirflickr(tmp_path / "mf")
+
+
+def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attention: bool = True):
+    """A Context over a hand-made feature store with a planted signal, for method tests.
+
+    Labels (C=3) are shared within 'topics' of 8 consecutive images per split; neighbours are the
+    other images of the same topic (so neighbours share labels); each label lights up channel k of
+    the conv maps, but only in 'easy' images (every other one), so single-image methods see half
+    the signal; the metadata terms are the topic id plus noise; multicnn scores are a noisy
+    sigmoid of the planted channel. Returns (ctx, planted labels).
+    """
+    import json
+
+    import polars as pl
+    import torch
+
+    from pipeline.config import Params
+    from pipeline.methods import Context, neighbour_rows, term_matrix
+    from pipeline.store import FeatureStore
+
+    rng = np.random.default_rng(seed)
+    D, H, W, C = 16, 2, 2, 3
+    topic = np.arange(n) // 8
+    topic_labels = (rng.random((topic.max() + 1, C)) < 0.45).astype(np.uint8)
+    targets = topic_labels[topic]
+    easy = np.arange(n) % 2 == 0
+    maps = rng.normal(0, 0.3, (n, D, H, W)).astype(np.float32)
+    for i in range(n):
+        for k in np.flatnonzero(targets[i]):
+            maps[i, k, rng.integers(H), rng.integers(W)] += 3.0 if easy[i] else 0.3
+    root.mkdir(parents=True, exist_ok=True)
+    store_dir = root / "features"
+    store_dir.mkdir()
+    np.save(store_dir / "maps.npy", maps.astype(np.float16))
+    np.save(store_dir / "pooled.npy", maps.mean(axis=(2, 3)).astype(np.float16))
+    scores = 1 / (1 + np.exp(-(maps[:, :C].max(axis=(2, 3)) - 1.0 + rng.normal(0, 0.3, (n, C)))))
+    np.save(store_dir / "scores.npy", scores.astype(np.float32))
+    split = np.where((topic % 2) == 0, "train", "test")
+    ids = [f"i{i}" for i in range(n)]
+    pl.DataFrame({"image_id": ids, "split": split, "row": np.arange(n)}).write_parquet(store_dir / "index.parquet")
+    (store_dir / "meta.json").write_text(json.dumps({"n": n, "dim": D, "height": H, "width": W, "labels": ["a", "b", "c"]}))
+    store = FeatureStore.open(store_dir)
+
+    src, dst, rank, score = [], [], [], []
+    for i in range(n):
+        mates = [j for j in range(n) if topic[j] == topic[i] and j != i]
+        for r, j in enumerate(mates[:m], start=1):
+            src.append(ids[i]), dst.append(ids[j]), rank.append(r), score.append(0.5)
+    nb_table = pl.DataFrame({"image_id": src, "rank": rank, "neighbour_id": dst, "score": score},
+                            schema={"image_id": pl.String, "rank": pl.Int32, "neighbour_id": pl.String, "score": pl.Float64})
+    nb, nb_scores = neighbour_rows(nb_table, store, m)
+    terms = [[f"topic{topic[i]}", f"noise{rng.integers(20)}"] for i in range(n)]
+    meta = pl.DataFrame({"image_id": ids, "split": split, "terms": terms})
+
+    attention = None
+    if with_attention:
+        from pipeline.attention import AttentionStore
+
+        att_dir = root / "attention"
+        att_dir.mkdir()
+        beta = rng.random((n, C, H, W)).astype(np.float32)
+        beta /= beta.sum(axis=(2, 3), keepdims=True)
+        np.save(att_dir / "beta.npy", beta.astype(np.float16))
+        np.save(att_dir / "y.npy", np.log(scores / (1 - scores)).astype(np.float32))
+        attention = AttentionStore.open(att_dir)
+
+    p = Params()
+    p.m = m
+    for section in (p.insatten, p.mangonet):
+        section.epochs, section.lr, section.batch_size, section.hidden = 20, 0.1, 12, 16
+    ctx = Context(store=store, attention=attention, neighbours=nb, targets=targets, params=p,
+                  device=torch.device("cpu"), neighbour_scores=nb_scores, multicnn=scores,
+                  metadata=term_matrix(meta, store), m=m)
+    return ctx, targets

@@ -34,19 +34,40 @@ def test_every_dvc_stage_is_a_mango_command():
         assert cmd[1] in names, f"{stage}: unknown sub-command {cmd[1]}"
 
 
-def test_train_matrix_runs_registered_neighbour_methods():
+def test_train_matrices_run_registered_methods():
     from pipeline.methods import all_methods
 
     methods = all_methods()
-    for name in DVC["stages"]["train"]["matrix"]["method"]:
-        assert methods[name].train is not None and methods[name].uses_neighbours, name
+    for stage in ("train", "nbr_baseline", "baseline", "sweep"):
+        for name in DVC["stages"][stage]["matrix"]["method"]:
+            assert methods[name].train is not None and methods[name].stage == stage, name
+            assert (methods[name].m is None) == (stage != "sweep"), name
+            assert methods[name].uses_neighbours == (stage != "baseline"), name
+    trainable = {n for n, mth in methods.items() if mth.train is not None}
+    matrixed = {n for s in ("train", "nbr_baseline", "baseline", "sweep") for n in DVC["stages"][s]["matrix"]["method"]}
+    assert trainable == matrixed
+
+
+def test_report_scores_every_predictions_output():
+    """The report stage reads exactly the predictions files the other stages write."""
+    written = set()
+    for stage, spec in DVC["stages"].items():
+        items = spec.get("matrix", {}).get("method", [None])
+        for item in items:
+            for out in spec.get("outs", []):
+                path = out if isinstance(out, str) else next(iter(out))
+                if path.startswith("data/predictions/"):
+                    written.add(path.replace("${item.method}", item or ""))
+    read = {d for d in DVC["stages"]["report"]["deps"] if d.startswith("data/predictions/")}
+    assert read == written
+    assert all(f"--predictions {p}" in DVC["stages"]["report"]["cmd"] for p in written)
 
 
 def test_only_neighbour_stages_list_m():
     """`dvc exp run -S m=7` must re-run training and evaluation, not the neighbour search."""
     from pipeline.methods import all_methods
 
-    neighbour_stages = {"train"}  # the train@<method> matrix
+    neighbour_stages = {"train", "nbr_baseline"}  # sweep@ rows fix their own m
     assert all_methods()["mangonet"].uses_neighbours
     for stage, spec in DVC["stages"].items():
         listed = "m" in spec.get("params", [])

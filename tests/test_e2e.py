@@ -17,7 +17,7 @@ TINY = {
     "m": 2,
     "synthetic": {"n_images": 120, "image_size": 48, "n_topics": 8},
     "lemmatise": {"vocab_size": 200},
-    "neighbours": {"k_max": 4, "block_size": 16},
+    "neighbours": {"k_max": 15, "block_size": 16},
     "backbone": {"input_size": 64},
     "finetune": {"epochs": 1, "batch_size": 16, "num_workers": 0},
     "features": {"batch_size": 32, "num_workers": 0},
@@ -59,15 +59,21 @@ def test_dvc_repro_tiny_then_experiment(tmp_path):
     run(["git", "commit", "-qm", "tiny"], work)
 
     out = run([*dvc, "repro"], work)
-    for stage in ("synthesize", "prepare", "lemmatise", "neighbours", "finetune", "features", "insatten", "train@mangonet", "report"):
+    for stage in ("synthesize", "prepare", "lemmatise", "neighbours", "finetune", "features", "insatten", "train@mangonet",
+                  "train@ngcn", "train@mangonet_wo_gf", "sweep@mangonet_m3", "report"):
         assert f"stage {stage} finished in" in out, stage
     metrics = json.loads((work / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"Multi-CNN", "InsAtten", "MangoNet"}
+    from pipeline.methods import all_methods
+
+    assert set(metrics) == {m.title for m in all_methods().values()}  # every registered method ran
+    assert len(metrics) == 15
     for row in metrics.values():
         assert set(row) == {"mAPC", "mAPO", "CP", "CR", "CF1", "OP", "OR", "OF1"}
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert (work / "reports" / "live" / "mangonet" / "plots" / "metrics" / "train_loss.tsv").exists()
     assert "| MangoNet |" in (work / "reports" / "results.md").read_text()
+    for fig in ("fig5_ap_mangonet_vs_ncnn.png", "fig6_coattention.png"):
+        assert (work / "reports" / "figures" / fig).stat().st_size > 10_000
 
     again = run([*dvc, "repro"], work)
     assert "Data and pipelines are up to date" in again
@@ -78,4 +84,5 @@ def test_dvc_repro_tiny_then_experiment(tmp_path):
     assert "Stage 'neighbours' didn't change, skipping" in exp
     assert "Stage 'finetune' didn't change, skipping" in exp
     assert "Running stage 'train@mangonet'" in exp
+    assert "Stage 'sweep@mangonet_m3' didn't change, skipping" in exp
     assert yaml.safe_load((work / "params.yaml").read_text())["m"] == 1

@@ -37,7 +37,7 @@ def annotation(root: Path, name: str) -> list[int]:
 def test_layout_is_exactly_mirflickr(world):
     root, counts = world
     img_dir = root / "mirflickr"
-    assert sorted(p.name for p in root.iterdir()) == ["mirflickr", ANNOTATION_DIR]
+    assert sorted(p.name for p in root.iterdir()) == ["SYNTHETIC.txt", "mirflickr", ANNOTATION_DIR]
     assert {p.name for p in img_dir.iterdir()} == {f"im{i}.jpg" for i in range(1, N + 1)} | {"meta"}
     assert {p.name for p in (img_dir / "meta").iterdir()} == {"tags", "tags_raw"}
     for sub in ("tags", "tags_raw"):

@@ -74,9 +74,10 @@ def test_insatten_then_mangonet_learn_without_decoding(tmp_path, no_decoding):
     # neighbours: the previous image of the same split
     rows = pl.DataFrame({"image_id": [f"i{i}" for i in range(1, N) if i != N // 2], "rank": 1,
                          "neighbour_id": [f"i{i - 1}" for i in range(1, N) if i != N // 2], "score": 0.5})
-    nb = neighbour_rows(rows, store, 1)
+    nb, nb_scores = neighbour_rows(rows, store, 1)
+    assert np.isnan(nb_scores[0, 0]) and nb_scores[5, 0] == 0.5
     assert nb[0, 0] == -1 and nb[5, 0] == 4
-    ctx = Context(store=store, attention=att, neighbours=nb, targets=targets, params=params(m=1), device=device)
+    ctx = Context(store=store, attention=att, neighbours=nb, targets=targets, params=params(m=1), device=device, m=1)
     net, scores, info = get_method("mangonet").train(ctx)
     assert scores.shape == (N // 2, C)
     assert ((scores > 0.5) == targets[test]).mean() > 0.8
@@ -103,12 +104,12 @@ def test_mangonet_reads_its_neighbours(tmp_path):
     from pipeline.methods.mangonet import build, graph_batch
 
     torch.manual_seed(0)
-    ctx = Context(store=store, attention=att, neighbours=nb, targets=targets, params=p, device=device)
+    ctx = Context(store=store, attention=att, neighbours=nb, targets=targets, params=p, device=device, m=2)
     net = build(ctx).eval()
     idx = np.arange(N // 2, N)
     with torch.no_grad():
         a = net(*graph_batch(ctx, idx, 2, 1))
         shuffled = nb.copy()
         shuffled[N // 2:] = nb[N // 2:][rng.permutation(N // 2)]
-        b = net(*graph_batch(Context(store=store, attention=att, neighbours=shuffled, targets=targets, params=p, device=device), idx, 2, 1))
+        b = net(*graph_batch(Context(store=store, attention=att, neighbours=shuffled, targets=targets, params=p, device=device, m=2), idx, 2, 1))
     assert not torch.allclose(a, b)

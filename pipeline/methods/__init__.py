@@ -22,15 +22,22 @@ from pipeline.errors import MangoError
 
 @dataclass
 class Context:
-    """Everything a method may read: cached features, attention, neighbourhood, labels."""
+    """Everything a method may read, all indexed by feature-store row (N rows, C labels).
 
-    store: "FeatureStore"  # noqa: F821 (pipeline.store)
-    attention: "AttentionStore | None"  # noqa: F821 (pipeline.attention)
-    neighbours: np.ndarray | None  # (N, m) store rows of each row's neighbours, -1 where missing
-    targets: np.ndarray  # (N, C) 0/1, by store row
+    Which optional parts are loaded follows the method's flags (uses_neighbours, ...).
+    """
+
+    store: "FeatureStore"  # noqa: F821 (pipeline.store): maps (N, D, H, W), pooled (N, D), index
+    attention: "AttentionStore | None"  # noqa: F821 (pipeline.attention): beta (N, C, H, W), y (N, C)
+    neighbours: np.ndarray | None  # (N, m) store rows of each row's metadata neighbours, -1 where missing
+    targets: np.ndarray  # (N, C) 0/1
     params: Params
     device: torch.device
     live_dir: Path | None = None
+    neighbour_scores: np.ndarray | None = None  # (N, m) Jaccard scores of those neighbours, nan where missing
+    multicnn: np.ndarray | None = None  # (N, C) Multi-CNN scores (sigmoid) of every row
+    metadata: "sp.csr_matrix | None" = None  # noqa: F821 (N, |T|) binary term matrix, columns in vocabulary order
+    m: int = 0  # the neighbourhood size this run uses (params.m, or the method's fixed m)
 
     def rows(self, split: str) -> np.ndarray:
         return self.store.index.filter(pl.col("split") == split)["row"].to_numpy()
@@ -41,7 +48,10 @@ class Method:
     name: str
     title: str
     stage: str
-    uses_neighbours: bool = False
+    uses_neighbours: bool = False  # reads the metadata neighbourhood (its stage lists `m`, unless m is fixed)
+    uses_attention: bool = False  # reads InsAtten's beta and y
+    uses_metadata: bool = False  # reads the binary term matrix
+    m: int | None = None  # a fixed neighbourhood size (the MangoNet-m3/m7/m15 rows), else params.m
     train: Callable[[Context], tuple[torch.nn.Module | None, np.ndarray, dict]] | None = field(default=None, compare=False)
 
 
@@ -68,17 +78,24 @@ def all_methods() -> dict[str, Method]:
 
 
 def _load_all() -> None:
-    from pipeline.methods import mangonet  # noqa: F401  (registers on import)
+    """Import every module of this package: each registers its methods on import."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
 
 
 register(Method("multicnn", "Multi-CNN", stage="features"))
 register(Method("insatten", "InsAtten", stage="insatten"))
 
 
-def neighbour_rows(neighbours: pl.DataFrame, store, k: int) -> np.ndarray:
-    """(N, k) store rows of each store row's first k neighbours (rank order), -1 where missing."""
+def neighbour_rows(neighbours: pl.DataFrame, store, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, k) store rows of each store row's first k neighbours (rank order), -1 where missing,
+    and their (N, k) scores, nan where missing."""
     row_of = dict(zip(store.index["image_id"].to_list(), store.index["row"].to_list()))
     out = np.full((store.meta["n"], k), -1, dtype=np.int64)
+    scores = np.full((store.meta["n"], k), np.nan)
     bad_rank = neighbours.filter(pl.col("rank") < 1)
     if bad_rank.height:
         raise MangoError(f"neighbours: rank {bad_rank['rank'][0]} of image {bad_rank['image_id'][0]} is not 1-based")
@@ -93,4 +110,21 @@ def neighbour_rows(neighbours: pl.DataFrame, store, k: int) -> np.ndarray:
     src = np.array([row_of[i] for i in nb["image_id"].to_list()], dtype=np.int64)
     dst = np.array([row_of[i] for i in nb["neighbour_id"].to_list()], dtype=np.int64)
     out[src, nb["rank"].to_numpy() - 1] = dst
-    return out
+    scores[src, nb["rank"].to_numpy() - 1] = nb["score"].to_numpy()
+    return out, scores
+
+
+def term_matrix(metadata: pl.DataFrame, store) -> "sp.csr_matrix":  # noqa: F821
+    """(N, |T|) binary matrix of each store row's terms; columns are the sorted vocabulary."""
+    import scipy.sparse as sp
+
+    vocab = sorted({t for terms in metadata["terms"].to_list() for t in terms})
+    col = {t: j for j, t in enumerate(vocab)}
+    row_of = dict(zip(store.index["image_id"].to_list(), store.index["row"].to_list()))
+    rows, cols = [], []
+    for image_id, terms in zip(metadata["image_id"].to_list(), metadata["terms"].to_list()):
+        r = row_of[image_id]
+        rows.extend([r] * len(terms))
+        cols.extend(col[t] for t in terms)
+    data = np.ones(len(rows), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=(store.meta["n"], len(vocab)))

@@ -34,7 +34,7 @@ def build(ctx: Context, nodes: str = "coatten", global_feature: bool = True) -> 
 
 def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNet, np.ndarray, dict]:
     """Fit a MangoNet-family model on training rows (train neighbours); score the test rows."""
-    p, m, seed = ctx.params.mangonet, ctx.params.m, ctx.params.seed
+    p, m, seed = ctx.params.mangonet, ctx.m, ctx.params.seed
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
 
     def batches(epoch: int):
@@ -48,9 +48,24 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     return model, scores, {"config": config, "history": history}
 
 
-def train_mangonet(ctx: Context):
-    torch.manual_seed(ctx.params.seed)
-    return train_graph_model(ctx, build(ctx), "mangonet")
+def graph_method(name: str, nodes: str = "coatten", global_feature: bool = True):
+    """A trainer for one member of the MangoNet family (the model, or an ablation of it)."""
+
+    def train(ctx: Context):
+        torch.manual_seed(ctx.params.seed)
+        return train_graph_model(ctx, build(ctx, nodes, global_feature), name)
+
+    return train
 
 
-register(Method("mangonet", "MangoNet", stage="train", uses_neighbours=True, train=train_mangonet))
+register(Method("mangonet", "MangoNet", stage="train", uses_neighbours=True, uses_attention=True,
+                train=graph_method("mangonet")))
+# Ablations of section 4.4: holistic (average-pooled) node features; no global-feature concatenation.
+register(Method("ngcn", "NGCN", stage="train", uses_neighbours=True, uses_attention=True,
+                train=graph_method("ngcn", nodes="holistic")))
+register(Method("mangonet_wo_gf", "MangoNet w/o GF", stage="train", uses_neighbours=True, uses_attention=True,
+                train=graph_method("mangonet_wo_gf", global_feature=False)))
+# The neighbourhood-size rows of tables 1-3, each with its m fixed (the top-level m drives "MangoNet").
+for _m in (3, 7, 15):
+    register(Method(f"mangonet_m{_m}", f"MangoNet-m{_m}", stage="sweep", uses_neighbours=True, uses_attention=True,
+                    m=_m, train=graph_method(f"mangonet_m{_m}")))

@@ -1,0 +1,67 @@
+"""The CI metric gate: compare the workspace's metrics with a git revision (via `dvc metrics diff`).
+
+`dvc metrics diff` always exits 0, so the decision is made here: a method whose gated metric
+(mAPC, OF1 by default) drops by more than the tolerance, or that disappears, fails the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from pipeline.errors import MangoError
+
+
+@dataclass
+class Row:
+    method: str
+    metric: str
+    old: float | None
+    new: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.old is None or self.new is None else self.new - self.old
+
+    def fails(self, tolerance: float) -> bool:
+        if self.old is None:
+            return False  # a new method or metric: nothing to regress from
+        if self.new is None:
+            return True  # the method's row vanished
+        return self.new < self.old - tolerance
+
+
+def dvc_metrics_diff(rev: str, targets: list[str]) -> dict:
+    """`dvc metrics diff --json --all <rev>` for `targets` (file -> "Method.metric" -> old/new)."""
+    cmd = [sys.executable, "-m", "dvc", "metrics", "diff", "--json", "--all", rev, "--targets", *targets]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MangoError(f"`dvc metrics diff {rev}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    try:
+        return json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError as exc:
+        raise MangoError(f"`dvc metrics diff` printed no JSON: {proc.stdout[:200]!r}") from exc
+
+
+def compare(diff: dict, metrics: tuple[str, ...]) -> list[Row]:
+    """Rows (method, metric, old, new) for the gated metrics, from dvc's diff JSON."""
+    rows = []
+    for per_file in diff.values():
+        for key, change in per_file.items():
+            method, _, metric = key.rpartition(".")
+            if metric in metrics:
+                rows.append(Row(method, metric, change.get("old"), change.get("new")))
+    return sorted(rows, key=lambda r: (r.method, metrics.index(r.metric)))
+
+
+def markdown(rows: list[Row], rev: str, tolerance: float) -> str:
+    def fmt(x: float | None, sign: bool = False) -> str:
+        return "-" if x is None else (f"{x:+.4f}" if sign else f"{x:.4f}")
+
+    lines = [f"| method | metric | {rev} | workspace | change | |", "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        verdict = "**FAIL**" if r.fails(tolerance) else "ok"
+        lines.append(f"| {r.method} | {r.metric} | {fmt(r.old)} | {fmt(r.new)} | {fmt(r.delta, True)} | {verdict} |")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""`mango figures`: the paper's Fig. 5 (per-label AP scatter) and Fig. 6 (co-attention maps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOption, stage_timer
+
+
+def command(
+    details: Annotated[Path, typer.Option(help="reports/evaluation.json written by `mango report`.")],
+    features: Annotated[Path, typer.Option(help="Feature store.")],
+    attention: Annotated[Path, typer.Option(help="Attention store written by `mango insatten`.")],
+    neighbours: Annotated[Path, typer.Option(help="neighbours.parquet.")],
+    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
+    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    checkpoint: Annotated[Path, typer.Option(help="MangoNet checkpoint.")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
+    baseline: Annotated[str, typer.Option(help="Method on the x axis of Fig. 5 (the paper: NCNN).")] = "NCNN",
+    examples: Annotated[int, typer.Option(help="Test images shown in Fig. 6.")] = 4,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    import numpy as np
+    import torch
+
+    from pipeline.attention import AttentionStore
+    from pipeline.config import load_params
+    from pipeline.data import load_annotated
+    from pipeline.errors import MangoError
+    from pipeline.figures import ap_scatter, coattention_grid, coattention_maps
+    from pipeline.io import atomic_path, read_json, read_parquet
+    from pipeline.methods import Context, neighbour_rows
+    from pipeline.methods.mangonet import build, graph_batch
+    from pipeline.train import load_checkpoint, predict
+    from stages.common import open_store_with_labels
+
+    with stage_timer("figures"):
+        p = load_params(params)
+        methods = read_json(details)["methods"]
+        for name in ("MangoNet", baseline):
+            if name not in methods:
+                raise MangoError(f"{details}: no method '{name}' (have: {', '.join(k for k in methods if not k.startswith('_'))})")
+        ckpt = load_checkpoint(checkpoint)
+        m = int(ckpt["config"]["m"])
+        store, targets = open_store_with_labels(features, prepared, metadata)
+        nb, _ = neighbour_rows(read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None}), store, m)
+        ctx = Context(store=store, attention=AttentionStore.open(attention), neighbours=nb, targets=targets, params=p,
+                      device=torch.device("cpu"), multicnn=store.scores, m=m)
+        model = build(ctx, ckpt["config"]["nodes"], ckpt["config"]["global_feature"])
+        model.load_state_dict(ckpt["model"])
+        model.eval()
+        pool = int(ckpt["config"]["coatten_pool"])
+        test = ctx.rows("test")
+        scores = predict(model, [graph_batch(ctx, test, m, pool)], ctx.device)
+        # the images where the neighbourhood helped most: gain on the true labels over Multi-CNN
+        gain = ((scores - store.scores[test]) * targets[test]).sum(axis=1)
+        chosen = test[np.argsort(-gain, kind="stable")[:examples]]
+        inputs = graph_batch(ctx, chosen, m, pool)
+        h = -(-store.meta["height"] // pool)
+        w = -(-store.meta["width"] // pool)
+        alphas = coattention_maps(model, inputs, h, w)
+        data = load_annotated(prepared, metadata)
+        nodes = np.concatenate([chosen[:, None], nb[chosen]], axis=1)
+        mask = nodes >= 0
+        paths = [[data.paths[j] if j >= 0 else "" for j in row] for row in nodes]
+        names = data.label_names
+        captions = [[f"{data.image_ids[j]}: " + ", ".join(names[k] for k in np.flatnonzero(targets[j])[:2]) if j >= 0 else ""
+                     for j in row] for row in nodes]
+        with atomic_path(out, directory=True) as tmp:
+            ap_scatter(methods[baseline]["per_label_ap"], methods["MangoNet"]["per_label_ap"], baseline, "MangoNet",
+                       "Per-label AP (Fig. 5)", tmp / f"fig5_ap_mangonet_vs_{baseline.lower().replace(' ', '_').replace('-', '')}.png")
+            coattention_grid(paths, alphas, mask, captions, tmp / "fig6_coattention.png")
