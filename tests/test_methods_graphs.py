@@ -129,7 +129,7 @@ def test_linkcrf_params_validated():
 def test_linkcrf_scores_use_the_metadata_graph(tmp_path):
     ctx, targets = tiny_context(tmp_path)
     method = get_method("linkcrf")
-    assert method.uses_neighbours and method.stage == "train"
+    assert method.uses_neighbours and method.stage == "nbr_baseline"
     model, scores, info = method.train(ctx)
     _check_scores(ctx, scores)
     assert len(info["history"]) == info["config"]["epochs"]

@@ -37,7 +37,7 @@ def test_registered_with_their_flags():
     ml, knn, cv = get_method("metalogistic"), get_method("knn"), get_method("cnnvoting")
     assert (ml.title, ml.stage, ml.uses_metadata, ml.uses_neighbours) == ("Meta+Logistic", "baseline", True, False)
     assert (knn.title, knn.stage, knn.uses_metadata, knn.uses_neighbours) == ("KNN", "baseline", False, False)
-    assert (cv.title, cv.stage, cv.uses_neighbours, cv.uses_attention) == ("CNN Voting", "train", True, False)
+    assert (cv.title, cv.stage, cv.uses_neighbours, cv.uses_attention) == ("CNN Voting", "nbr_baseline", True, False)
 
 
 @pytest.mark.parametrize("name,section", [("metalogistic", {"epochs": 0}), ("knn", {"k": 0}),
