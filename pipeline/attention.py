@@ -50,12 +50,12 @@ def train_insatten(store: FeatureStore, targets: np.ndarray, cfg: InsAttenParams
     train_rows = store.index.filter(store.index["split"] == "train")["row"].to_numpy()
 
     def batches(epoch: int):
-        for idx in index_batches(train_rows, cfg.batch_size, shuffle=True, seed=seed, epoch=epoch):
+        for idx in index_batches(train_rows, cfg.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
             phi = gather_maps(store.maps, idx)  # (B, D, P)
             phi = phi.reshape(len(idx), store.meta["dim"], store.meta["height"], store.meta["width"])  # (B, D, H, W)
             yield (phi,), torch.from_numpy(targets[idx].astype(np.float32))
 
-    fit(model, batches, n_batches(len(train_rows), cfg.batch_size), cfg, device, "insatten", live_dir)
+    fit(model, batches, n_batches(len(train_rows), cfg.batch_size, shard=True), cfg, device, "insatten", live_dir)
     return model
 
 

@@ -8,18 +8,35 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline import distributed
 from pipeline.store import gather
 
 
-def index_batches(rows: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0) -> Iterator[np.ndarray]:
-    """Chunks of `rows` (shuffled deterministically by (seed, epoch) when `shuffle`)."""
+def index_batches(rows: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
+                  shard: bool = False) -> Iterator[np.ndarray]:
+    """Chunks of `rows` (shuffled deterministically by (seed, epoch) when `shuffle`).
+
+    `shard` (training batches): under DDP each process yields only its share of every chunk
+    (`pipeline.distributed.shard`), so the global batch stays `batch_size`; a last chunk with
+    fewer rows than processes is skipped by all of them (no process may get an empty batch).
+    Without DDP `shard` changes nothing.
+    """
     order = np.random.default_rng([seed, epoch]).permutation(rows) if shuffle else rows
+    world = distributed.world_size() if shard else 1
     for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+        chunk = order[start:start + batch_size]
+        if world > 1:
+            if len(chunk) < world:
+                continue
+            chunk = distributed.shard(chunk)
+        yield chunk
 
 
-def n_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def n_batches(n: int, batch_size: int, shard: bool = False) -> int:
+    """How many batches `index_batches` yields for `n` rows (with the same `shard`)."""
+    full, rest = divmod(n, batch_size)
+    world = distributed.world_size() if shard else 1
+    return full + int(rest >= world if world > 1 else rest > 0)
 
 
 def gather_maps(maps: np.ndarray, rows: np.ndarray, pool: int = 1, mode: str = "avg") -> torch.Tensor:

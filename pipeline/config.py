@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ import yaml
 from pipeline.errors import MangoError
 
 BACKBONE_ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-DATASETS = ("mirflickr",)
+DATASETS = ("mirflickr", "nuswide", "coco")
+SPLIT_MODES = ("official", "random")
 MIRFLICKR_LABEL_SETS = ("potential", "relevant", "all")
 DEVICES = ("auto", "cpu", "cuda")
+NEIGHBOUR_METHODS = ("jaccard", "semantic")
 
 
 def _check(cond: bool, key: str, msg: str) -> None:
@@ -34,7 +37,7 @@ class SyntheticParams:
     n_images: int = 2400
     image_size: int = 128
     n_topics: int = 48
-    hard_fraction: float = 0.5  # share of images whose content is ambiguous on its own
+    hard_fraction: float = 0.35  # share of images whose content is ambiguous on its own
 
     def __post_init__(self) -> None:
         _check(self.n_images >= 20, "synthetic.n_images", f"must be >= 20, got {self.n_images}")
@@ -47,11 +50,13 @@ class SyntheticParams:
 class DatasetParams:
     """Which distribution `prepare` reads, and how it is split into train and test."""
 
-    name: str = "mirflickr"
+    name: str = "mirflickr"  # mirflickr | nuswide | coco (pipeline/datasets/<name>.py)
     root: str = "data/raw/synthetic"
     labels: str = "potential"  # mirflickr: potential | relevant | all
     tags: str = "raw"  # mirflickr: raw (meta/tags_raw) | clean (meta/tags)
-    test_fraction: float = 0.5
+    groups: str = ""  # nuswide: a `mango crawl` Parquet dataset whose group titles join the metadata; "" = none
+    split: str = "official"  # official (nuswide, coco: the distribution's lists; mirflickr has none) | random
+    test_fraction: float = 0.5  # random split only
     split_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +64,14 @@ class DatasetParams:
         _check(self.labels in MIRFLICKR_LABEL_SETS, "dataset.labels",
                f"must be one of {', '.join(MIRFLICKR_LABEL_SETS)}, got '{self.labels}'")
         _check(self.tags in ("raw", "clean"), "dataset.tags", f"must be raw or clean, got '{self.tags}'")
+        _check(self.split in SPLIT_MODES, "dataset.split", f"must be one of {', '.join(SPLIT_MODES)}, got '{self.split}'")
+        if self.name != "mirflickr":  # options that only MIRFlickr reads must not be set, or be silently ignored
+            _check(self.labels == "potential", "dataset.labels",
+                   f"applies to mirflickr only ({self.name} has one label set); leave it at potential, got '{self.labels}'")
+            _check(self.tags == "raw", "dataset.tags",
+                   f"applies to mirflickr only ({self.name} has one tag source); leave it at raw, got '{self.tags}'")
+        _check(not self.groups or self.name == "nuswide", "dataset.groups",
+               f"is read for nuswide only; leave it empty for {self.name}, got '{self.groups}'")
         _check(0.0 < self.test_fraction < 1.0, "dataset.test_fraction", f"must be in (0, 1), got {self.test_fraction}")
 
 
@@ -74,10 +87,26 @@ class LemmatiseParams:
 class NeighboursParams:
     k_max: int = 15  # neighbours are searched once for k_max; training reads the first m
     block_size: int = 2048
+    method: str = "jaccard"  # jaccard (tags; paper: MIRFlickr, NUS-WIDE) | semantic (captions; paper: MS-COCO)
+    partition: str = "none"  # jaccard only: none | a list column of metadata.parquet, e.g. groups (hierarchy search)
+    attributes: int = 256  # semantic only: the most common visual attributes kept (paper: 256)
+    word2vec: str = ""  # semantic only: pretrained word2vec file (binary or text); "" = train on the captions
 
     def __post_init__(self) -> None:
         _check(self.k_max >= 1, "neighbours.k_max", f"must be >= 1, got {self.k_max}")
         _check(self.block_size >= 1, "neighbours.block_size", f"must be >= 1, got {self.block_size}")
+        _check(self.method in NEIGHBOUR_METHODS, "neighbours.method",
+               f"must be one of {', '.join(NEIGHBOUR_METHODS)}, got '{self.method}'")
+        _check(self.partition == "none" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.partition) is not None,
+               "neighbours.partition", f"must be none or a column name of metadata.parquet such as groups, got '{self.partition}'")
+        _check(self.partition not in ("image_id", "split", "terms"), "neighbours.partition",
+               f"must be none or a group column, not the core column '{self.partition}'")
+        _check(self.partition == "none" or self.method == "jaccard", "neighbours.partition",
+               f"applies to method jaccard only (hierarchy search); set it to none for method {self.method}")
+        _check(self.attributes >= 1, "neighbours.attributes", f"must be >= 1, got {self.attributes}")
+        if self.method == "semantic" and self.word2vec:
+            _check(Path(self.word2vec).is_file(), "neighbours.word2vec",
+                   f"must be empty (train word2vec on the captions) or an existing word2vec file, got '{self.word2vec}'")
 
 
 @dataclass

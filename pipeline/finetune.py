@@ -11,6 +11,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from pipeline import distributed
 from pipeline.config import BackboneParams, FeaturesParams, FinetuneParams
 from pipeline.data import LabelledImages
 from pipeline.errors import MangoError
@@ -32,8 +33,22 @@ def finetune(data: LabelledImages, backbone: BackboneParams, cfg: FinetuneParams
         raise MangoError("finetune: the training split is empty (check dataset.test_fraction)")
     ds = ImageDataset([data.paths[i] for i in rows], backbone.input_size, data.targets[rows], train=True)
     gen = torch.Generator().manual_seed(seed)
-    loader = image_loader(ds, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, device=device, generator=gen)
-    history = fit(model, lambda epoch: loader, len(loader), cfg, device, "finetune", live_dir)
+    if distributed.active():  # under torchrun: each process reads its own share, the global batch stays batch_size
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, shuffle=True, seed=seed)
+        loader = image_loader(ds, distributed.per_rank_batch(cfg.batch_size, "finetune.batch_size"), shuffle=False,
+                              num_workers=cfg.num_workers, device=device, generator=gen, sampler=sampler)
+    else:
+        sampler = None
+        loader = image_loader(ds, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, device=device, generator=gen)
+
+    def batches(epoch: int):
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every process
+        return loader
+
+    history = fit(model, batches, len(loader), cfg, device, "finetune", live_dir)
     return model, history
 
 
@@ -44,6 +59,8 @@ def extract_features(model: Backbone, data: LabelledImages, backbone: BackbonePa
     from pipeline.device import autocast
 
     model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # NHWC convolutions under bf16 autocast
     ds = ImageDataset(data.paths, backbone.input_size)
     loader = image_loader(ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, device=device)
     n = len(ds)
@@ -63,8 +80,8 @@ def extract_features(model: Backbone, data: LabelledImages, backbone: BackbonePa
         g = phi.mean(dim=(2, 3))  # (B, D)
         logits = model.head(g)  # (B, C)
         end = start + len(x)
-        maps[start:end] = phi.cpu().numpy().astype(np.float16)
-        pooled[start:end] = g.cpu().numpy().astype(np.float16)
+        maps[start:end] = phi.half().cpu().numpy()  # float16 on the device: half the copy, no host-side cast
+        pooled[start:end] = g.half().cpu().numpy()
         scores[start:end] = torch.sigmoid(logits).cpu().numpy()
         start = end
     maps.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -38,7 +38,9 @@ class ImageDataset(Dataset):
 
 
 def image_loader(ds: ImageDataset, batch_size: int, shuffle: bool, num_workers: int, device: torch.device,
-                 generator: torch.Generator | None = None) -> DataLoader:
-    """DataLoader with workers and pinned memory on CUDA."""
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator,
-                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, drop_last=False)
+                 generator: torch.Generator | None = None, sampler: Sampler | None = None) -> DataLoader:
+    """DataLoader with `num_workers` decoding processes and pinned memory on CUDA (for
+    non-blocking copies); `sampler` (a DistributedSampler under DDP) replaces `shuffle`."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
+                      num_workers=num_workers, generator=generator, pin_memory=device.type == "cuda",
+                      persistent_workers=num_workers > 0, drop_last=False)

@@ -3,7 +3,7 @@
 Section 4.1 of the paper: tokenise and lemmatise the metadata, remove duplicates, keep the most
 common terms (|T| = `lemmatise.vocab_size`), drop images left without metadata or labels.
 
-- tokens: lower-cased alphabetic runs (NLTK RegexpTokenizer), so "Sea Side" -> sea, side and
+- tokens: lower-cased alphabetic runs (NLTK RegexpTokenizer's rule, run by polars), so "Sea Side" -> sea, side and
   "john_smith123" -> john, smith; digits-only junk such as "2008" disappears;
 - lemmas: NLTK's WordNet lemmatiser, as a noun first and, when that leaves the word unchanged,
   as a verb ("dogs" -> dog, "geese" -> goose, "running" -> run); each distinct token is
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 METADATA_SCHEMA = {"image_id": pl.String, "split": pl.String, "terms": pl.List(pl.String)}
 VOCAB_SCHEMA = {"term": pl.String, "images": pl.UInt32, "rank": pl.UInt32}
 TOKEN_PATTERN = r"[a-z]+"
+# Raw metadata fields carried to metadata.parquet as an extra list column of lightly normalised
+# values (lower case, single spaces), for the hierarchy search's `neighbours.partition`.
+PARTITION_FIELDS = ("groups",)
 
 
 def _stop_words() -> frozenset[str]:
@@ -78,6 +81,19 @@ def lemma_table(tokens: list[str]) -> dict[str, str]:
     return table
 
 
+def partition_lists(metadata_raw: pl.DataFrame, field: str) -> pl.DataFrame:
+    """image_id, <field>: each image's distinct values of a raw field (e.g. its group titles), sorted,
+    lower-cased, trimmed, inner white space collapsed to one space; empty values dropped."""
+    values = pl.col("text").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return (
+        metadata_raw.filter(pl.col("field") == field)
+        .select("image_id", values.alias(field))
+        .filter(pl.col(field).str.len_chars() > 0)
+        .unique()
+        .group_by("image_id").agg(pl.col(field).sort())
+    )
+
+
 @dataclass
 class LemmatiseResult:
     metadata: pl.DataFrame  # METADATA_SCHEMA
@@ -87,13 +103,12 @@ class LemmatiseResult:
 
 def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataFrame, vocab_size: int) -> LemmatiseResult:
     """Terms per image from raw metadata; images without terms or labels are dropped and counted."""
-    from nltk.tokenize import RegexpTokenizer
-
-    tokenizer = RegexpTokenizer(TOKEN_PATTERN)
     stop = _stop_words()
+    # The tokens of nltk's RegexpTokenizer(TOKEN_PATTERN) (a findall of the pattern), found by polars
+    # in native code instead of a Python call per row (tests/test_lemmatise_fast.py checks they agree).
     tokens = metadata_raw.select(
         "image_id",
-        pl.col("text").str.to_lowercase().map_elements(tokenizer.tokenize, return_dtype=pl.List(pl.String)).alias("token"),
+        pl.col("text").str.to_lowercase().str.extract_all(TOKEN_PATTERN).alias("token"),
     ).explode("token").drop_nulls("token")
     tokens = tokens.filter((pl.col("token").str.len_chars() >= 2) & ~pl.col("token").is_in(list(stop)))
     distinct = tokens["token"].unique().sort().to_list()
@@ -124,6 +139,10 @@ def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataF
     no_meta = table_all["terms"].is_null() | (table_all["terms"].list.len() == 0)
     no_label = table_all["n_labels"].fill_null(0) == 0
     metadata = table_all.filter(~no_meta & ~no_label).select("image_id", "split", "terms")
+    for name in PARTITION_FIELDS:  # only when the dataset has that field: the schema is otherwise unchanged
+        if (metadata_raw["field"] == name).any():
+            metadata = metadata.join(partition_lists(metadata_raw, name), on="image_id", how="left",
+                                     maintain_order="left").with_columns(pl.col(name).fill_null([]))
     if metadata.height == 0:
         raise MangoError("lemmatise: no image has both metadata terms and labels; check dataset.root and lemmatise.vocab_size")
     stats = {

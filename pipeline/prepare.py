@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from tqdm import tqdm
 
 from pipeline.config import DatasetParams
 from pipeline.datasets import Prepared
+from pipeline.datasets.coco import read_coco
 from pipeline.datasets.mirflickr import read_mirflickr
+from pipeline.datasets.nuswide import read_nuswide
 from pipeline.errors import MangoError
 from pipeline.io import atomic_path, write_json
 
@@ -39,10 +42,18 @@ def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
     return split
 
 
+# dataset.name -> adapter: each reads its official on-disk layout into a `Prepared`.
+ADAPTERS: dict[str, Callable[[DatasetParams], Prepared]] = {
+    "mirflickr": lambda p: read_mirflickr(p.root, p.labels, p.tags),
+    "nuswide": lambda p: read_nuswide(p.root, p.groups),
+    "coco": lambda p: read_coco(p.root),
+}
+
+
 def read_dataset(params: DatasetParams) -> Prepared:
-    if params.name == "mirflickr":
-        return read_mirflickr(params.root, params.labels, params.tags)
-    raise MangoError(f"dataset.name: unknown dataset '{params.name}'")
+    if params.name not in ADAPTERS:
+        raise MangoError(f"dataset.name: unknown dataset '{params.name}' (known: {', '.join(ADAPTERS)})")
+    return ADAPTERS[params.name](params)
 
 
 def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
@@ -59,8 +70,16 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
     images = prep.images.filter(keep)
     if images.height == 0:
         raise MangoError(f"dataset.root '{params.root}': no readable image")
-    if "split" not in images.columns:
-        images = images.with_columns(pl.Series("split", assign_split(images.height, params.test_fraction, params.split_seed), dtype=pl.String))
+    official = "split" in images.columns and params.split == "official"
+    if official:
+        log.info("prepare: the official %s train/test split is used (dataset.test_fraction ignored)", params.name)
+    else:
+        if "split" in images.columns:
+            log.info("prepare: dataset.split is random: the official %s split is replaced by a random one", params.name)
+        elif params.split == "official":
+            log.info("prepare: %s has no official split: random, test_fraction %.2f", params.name, params.test_fraction)
+        images = images.drop("split", strict=False).with_columns(
+            pl.Series("split", assign_split(images.height, params.test_fraction, params.split_seed), dtype=pl.String))
     for note in prep.notes:
         log.warning("%s", note)
     kept_ids = images["image_id"]
@@ -70,12 +89,14 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
         metadata_raw=prep.metadata_raw.filter(pl.col("image_id").is_in(kept_ids.implode())),
         label_names=prep.label_names,
         notes=prep.notes,
+        counts=prep.counts,
     )
     stats = {
         "dataset": params.name,
         "synthetic": (Path(params.root) / "SYNTHETIC.txt").exists(),
         "root": str(params.root),
-        "label_set": params.labels,
+        "label_set": params.labels if params.name == "mirflickr" else f"all {len(prep.label_names)}",
+        "split": "official" if official else f"random (test_fraction {params.test_fraction}, seed {params.split_seed})",
         "labels": prep.label_names,
         "images_found": len(paths),
         "images_corrupt": len(corrupt),
@@ -85,6 +106,7 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
         "test": int((images["split"] == "test").sum()),
         "raw_metadata_items": prep.metadata_raw.height,
         "notes": prep.notes,
+        "adapter_counts": prep.counts,
     }
     log.info("prepare: %d images (%d corrupt skipped), %d train / %d test, %d labels",
              stats["images"], len(corrupt), stats["train"], stats["test"], len(prep.label_names))

@@ -4,6 +4,10 @@ A model is trained from a `batches(epoch)` callable that yields `(inputs, target
 `inputs` is a tuple of tensors passed positionally to the model, which returns logits (or a tuple
 starting with them); the loss is multi-label BCE on
 the logits (section 3.2), the optimiser SGD with momentum. Per-epoch metrics go to dvclive.
+
+Under torchrun (`pipeline.distributed.session`) the model is wrapped in DDP and each process
+trains on its share of every global batch (`index_batches(..., shard=True)`, or a
+DistributedSampler); only rank 0 logs and writes dvclive metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import distributed
 from pipeline.config import TrainParams
 from pipeline.device import autocast
 from pipeline.errors import MangoError
@@ -50,10 +55,18 @@ def fit(
     name: str,
     live_dir: Path | None = None,
 ) -> list[dict]:
-    """Train `model` in place for `cfg.epochs` epochs; return the per-epoch history."""
+    """Train `model` in place for `cfg.epochs` epochs; return the per-epoch history.
+
+    The loss of a step is the mean BCE over the rows of the *global* batch: each process sums
+    its rows' BCE (mean over labels) and divides by the global row count times 1/world, so that
+    DDP's gradient average over the processes is exactly the gradient of that global mean, also
+    when the processes hold unequal shares of a batch. In one process this is the plain mean.
+    """
     if n_batches == 0:
         raise MangoError(f"{name}: no training example (is the training split empty?)")
     model.to(device)
+    main, world = distributed.is_main(), distributed.world_size()
+    trained = distributed.wrap(model, device)  # DDP under torchrun, else `model` itself
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total_steps = max(1, cfg.epochs * n_batches)
@@ -61,32 +74,37 @@ def fit(
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
     else:
         sched = None
-    loss_fn = nn.BCEWithLogitsLoss()
-    live = _live(live_dir)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    live = _live(live_dir) if main else None
     history = []
     for epoch in range(cfg.epochs):
-        model.train()
+        trained.train()
         start, losses = time.perf_counter(), []
-        bar = tqdm(batches(epoch), total=n_batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        bar = tqdm(batches(epoch), total=n_batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not main)
         for inputs, target in bar:
             inputs = tuple(x.to(device, non_blocking=True) for x in inputs)
             target = target.to(device, non_blocking=True).float()
             with autocast(device):
-                logits = _logits(model(*inputs))
-            loss = loss_fn(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise MangoError(f"{name}: the loss became {loss.item()} in epoch {epoch + 1}; lower {name}.lr (now {cfg.lr})")
+                logits = _logits(trained(*inputs))
+            row_sum = loss_fn(logits.float(), target).mean(dim=1).sum()  # BCE summed over this process's rows
+            stats = torch.stack([row_sum.detach(), torch.tensor(float(len(target)), device=device)])
+            global_sum, global_rows = distributed.all_reduce_sum(stats).tolist()  # over all processes
+            if not math.isfinite(global_sum):
+                raise MangoError(f"{name}: the loss became {global_sum} in epoch {epoch + 1}; lower {name}.lr (now {cfg.lr})")
+            loss = row_sum * (world / global_rows)  # DDP averages over the world: the global batch mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            losses.append(loss.item())
+            losses.append(global_sum / global_rows)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - start}
         history.append(record)
-        log.info("%s epoch %d/%d: loss %.4f (%.1f s)", name, epoch + 1, cfg.epochs, record["train_loss"], record["seconds"])
+        if main:
+            log.info("%s epoch %d/%d: loss %.4f (%.1f s)", name, epoch + 1, cfg.epochs, record["train_loss"], record["seconds"])
         if live is not None:
             live.log_metric("train_loss", record["train_loss"])
             live.log_metric("lr", record["lr"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import typer
@@ -19,8 +20,9 @@ from pipeline.errors import MangoError
 COMMANDS: list[tuple[str, str, str]] = [
     ("synthesize", "synthesize", "Generate the embedded default dataset in the MIRFlickr-25k layout."),
     ("prepare", "prepare", "Read a dataset through its adapter into images/labels/metadata Parquet."),
+    ("crawl", "crawl", "Optional: fetch Flickr tags, sets/pools, title, description for photo ids (resumable)."),
     ("lemmatise", "lemmatise", "Tokenise, lemmatise and filter metadata into terms per image."),
-    ("neighbours", "neighbours", "Exact Jaccard top-k metadata neighbours (train within train, test within test)."),
+    ("neighbours", "neighbours", "Top-k metadata neighbours within each split: exact Jaccard (optionally within groups) or semantic (captions)."),
     ("finetune", "finetune", "Finetune the ResNet backbone with multi-label BCE (the Multi-CNN)."),
     ("features", "features", "Run every image through the backbone once into the feature store."),
     ("insatten", "insatten", "Train the instance-level attention module (eq. 1-3) on cached maps."),
@@ -30,6 +32,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("figures", "figures", "Draw the paper's Fig. 5 (per-label AP) and Fig. 6 (co-attention maps)."),
     ("readme", "readme", "Regenerate the README's results table from reports/metrics.json."),
     ("metrics-diff", "metrics_diff", "CI gate: compare reports/metrics.json with a git revision; fail on drops."),
+]
+
+# Command groups: (name, module under stages/ exposing a Typer `app`, one-line help).
+GROUPS: list[tuple[str, str, str]] = [
+    ("bench", "bench", "Benchmarks: neighbour search at scale, GPU throughput."),
 ]
 
 app = typer.Typer(
@@ -50,6 +57,9 @@ def _register() -> None:
     for name, module, help_text in COMMANDS:
         mod = importlib.import_module(f"stages.{module}")
         app.command(name=name, help=help_text)(mod.command)
+    for name, module, help_text in GROUPS:
+        mod = importlib.import_module(f"stages.{module}")
+        app.add_typer(mod.app, name=name, help=help_text)
 
 
 _register()
@@ -57,7 +67,9 @@ _register()
 
 def main() -> None:
     """Console entry point: user errors print one clear line and exit 2, without a traceback."""
-    logging.basicConfig(level=logging.INFO, format="[mango] %(message)s", stream=sys.stderr)
+    # under torchrun only rank 0 logs progress; the other ranks report warnings and errors
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="[mango] %(message)s", stream=sys.stderr)
     try:
         app()
     except MangoError as exc:

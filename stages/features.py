@@ -1,6 +1,7 @@
 """`mango features`: every image through the finetuned backbone once, into the feature store.
 
 Also writes the Multi-CNN predictions (the finetuned backbone's own head) for the test split.
+Under torchrun only rank 0 extracts (one writer of the store); the other processes wait.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def command(
     predictions: Annotated[Path, typer.Option(help="Multi-CNN predictions Parquet to write (test split).")],
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
+    from pipeline import distributed
     from pipeline.config import load_params
     from pipeline.data import load_annotated, write_predictions
     from pipeline.device import resolve_device
@@ -41,7 +43,9 @@ def command(
                              f"{p.backbone.arch} on {data.label_names}; re-run finetune")
         model = build_backbone(arch, len(data.label_names), "none")
         model.load_state_dict(ckpt["model"])
-        with atomic_path(out, directory=True) as tmp:
-            scores = extract_features(model, data, p.backbone, p.features, device, tmp)
-        test = data.select("test")
-        write_predictions(predictions, [data.image_ids[i] for i in test], scores[test], data.label_names)
+        with distributed.session(device):
+            if distributed.is_main():
+                with atomic_path(out, directory=True) as tmp:
+                    scores = extract_features(model, data, p.backbone, p.features, device, tmp)
+                test = data.select("test")
+                write_predictions(predictions, [data.image_ids[i] for i in test], scores[test], data.label_names)

@@ -19,6 +19,7 @@ def command(
 ) -> None:
     import dataclasses
 
+    from pipeline import distributed
     from pipeline.config import load_params
     from pipeline.data import load_annotated
     from pipeline.device import resolve_device, seed_everything
@@ -30,6 +31,9 @@ def command(
         device = resolve_device(p.device)
         seed_everything(p.seed)
         data = load_annotated(prepared, metadata)
-        model, history = finetune(data, p.backbone, p.finetune, device, p.seed, live)
-        save_checkpoint(out, model, {"backbone": dataclasses.asdict(p.backbone), "finetune": dataclasses.asdict(p.finetune)},
-                        labels=data.label_names, history=history)
+        with distributed.session(device):  # DDP under torchrun; a no-op otherwise
+            model, history = finetune(data, p.backbone, p.finetune, device, p.seed, live)
+            if distributed.is_main():
+                save_checkpoint(out, model, {"backbone": dataclasses.asdict(p.backbone),
+                                             "finetune": dataclasses.asdict(p.finetune)},
+                                labels=data.label_names, history=history)

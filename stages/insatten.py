@@ -22,6 +22,7 @@ def command(
 ) -> None:
     import dataclasses
 
+    from pipeline import distributed
     from pipeline.attention import train_insatten, write_attention
     from pipeline.config import load_params
     from pipeline.data import write_predictions
@@ -35,9 +36,11 @@ def command(
         device = resolve_device(p.device)
         seed_everything(p.seed)
         store, targets = open_store_with_labels(features, prepared, metadata)
-        model = train_insatten(store, targets, p.insatten, device, p.seed, live)
-        save_checkpoint(checkpoint, model, dataclasses.asdict(p.insatten), labels=store.labels)
-        with atomic_path(out, directory=True) as tmp:
-            probs = write_attention(model, store, device, tmp)
-        test = store.index.filter(store.index["split"] == "test")
-        write_predictions(predictions, test["image_id"].to_list(), probs[test["row"].to_numpy()], store.labels)
+        with distributed.session(device):  # DDP under torchrun; a no-op otherwise
+            model = train_insatten(store, targets, p.insatten, device, p.seed, live)
+            if distributed.is_main():  # one writer; the other processes wait at the session's barrier
+                save_checkpoint(checkpoint, model, dataclasses.asdict(p.insatten), labels=store.labels)
+                with atomic_path(out, directory=True) as tmp:
+                    probs = write_attention(model, store, device, tmp)
+                test = store.index.filter(store.index["split"] == "test")
+                write_predictions(predictions, test["image_id"].to_list(), probs[test["row"].to_numpy()], store.labels)

@@ -22,17 +22,14 @@ def command(
     live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    import torch
-
+    from pipeline import distributed
     from pipeline.attention import AttentionStore
     from pipeline.config import load_params
-    from pipeline.data import write_predictions
     from pipeline.device import resolve_device, seed_everything
     from pipeline.errors import MangoError
-    from pipeline.io import read_parquet, write_json
+    from pipeline.io import read_parquet
     from pipeline.lemmatise import METADATA_SCHEMA
     from pipeline.methods import Context, get_method, neighbour_rows, term_matrix
-    from pipeline.train import save_checkpoint
     from stages.common import open_store_with_labels
 
     spec = get_method(method)
@@ -57,11 +54,25 @@ def command(
             ctx.attention = AttentionStore.open(attention)
         if spec.uses_metadata:
             ctx.metadata = term_matrix(read_parquet(metadata, METADATA_SCHEMA), store)
-        model, scores, info = spec.train(ctx)
-        if checkpoint is not None:  # also for methods without torch parameters: their chosen settings
-            save_checkpoint(checkpoint, model if model is not None else torch.nn.Module(), info["config"],
-                            labels=store.labels, history=info.get("history", []))
-        if live is not None and not (live / "metrics.json").exists():  # methods trained without dvclive
-            write_json({"method": method, "config": info["config"], "note": "no per-epoch training"}, live / "metrics.json")
-        test_rows = ctx.rows("test")
-        write_predictions(predictions, store.index["image_id"].gather(test_rows).to_list(), scores, store.labels)
+        with distributed.session(device):  # DDP under torchrun (every trainer goes through pipeline.train.fit)
+            model, scores, info = spec.train(ctx)
+            if distributed.is_main():  # one writer; the other processes wait at the session's barrier
+                _write(method, model, scores, info, ctx, checkpoint, live, predictions)
+
+
+def _write(method: str, model, scores, info: dict, ctx, checkpoint: Path | None, live: Path | None, predictions: Path) -> None:
+    """The outputs of `mango train`: checkpoint, dvclive note for untrained methods, predictions."""
+    import torch
+
+    from pipeline.data import write_predictions
+    from pipeline.io import write_json
+    from pipeline.train import save_checkpoint
+
+    store = ctx.store
+    if checkpoint is not None:  # also for methods without torch parameters: their chosen settings
+        save_checkpoint(checkpoint, model if model is not None else torch.nn.Module(), info["config"],
+                        labels=store.labels, history=info.get("history", []))
+    if live is not None and not (live / "metrics.json").exists():  # methods trained without dvclive
+        write_json({"method": method, "config": info["config"], "note": "no per-epoch training"}, live / "metrics.json")
+    test_rows = ctx.rows("test")
+    write_predictions(predictions, store.index["image_id"].gather(test_rows).to_list(), scores, store.labels)

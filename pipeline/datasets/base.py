@@ -22,4 +22,5 @@ class Prepared:
     labels: pl.DataFrame  # image_id + one UInt8 column per label
     metadata_raw: pl.DataFrame  # image_id, field, text
     label_names: list[str]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # awkward input handled (logged by prepare, in stats.json)
+    counts: dict[str, int] = field(default_factory=dict)  # adapter-specific counts (duplicates dropped, ...)

@@ -30,11 +30,11 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from pipeline.config import method_params
 from pipeline.errors import MangoError
+from pipeline.faiss_index import CosineIndex
 from pipeline.methods import Context, Method, register
 from pipeline.store import gather
 
@@ -78,31 +78,6 @@ def vote(neighbour_labels: np.ndarray, similarity: np.ndarray, weighting: str = 
     return np.einsum("bk,bkc->bc", a, neighbour_labels.astype(np.float64))  # (B, C)
 
 
-def _features(pooled: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """L2-normalised float32 features (B, D) of `rows` (zero vectors stay zero)."""
-    import faiss
-
-    x = np.ascontiguousarray(gather(pooled, rows), dtype=np.float32)  # (B, D)
-    faiss.normalize_L2(x)
-    return x
-
-
-def _index(dim: int, device: torch.device):
-    """An exact inner-product index: on the GPU when FAISS has one and the run is on CUDA, else CPU.
-
-    Returns (index, resources); the GPU resources must outlive the index.
-    """
-    import faiss
-
-    index = faiss.IndexFlatIP(dim)
-    if device.type == "cuda" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        res = faiss.StandardGpuResources()
-        log.info("%s: FAISS flat index on GPU %d", NAME, device.index or 0)
-        return faiss.index_cpu_to_gpu(res, device.index or 0, index), res
-    log.info("%s: FAISS flat index on CPU", NAME)
-    return index, None
-
-
 def train(ctx: Context) -> tuple[None, np.ndarray, dict]:
     p = method_params(ctx.params, NAME, KNNParams)
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
@@ -112,15 +87,15 @@ def train(ctx: Context) -> tuple[None, np.ndarray, dict]:
     if k < p.k:
         log.warning("%s: only %d training images, using K = %d instead of methods.%s.k = %d", NAME, k, k, NAME, p.k)
     pooled = ctx.store.pooled
-    index, _res = _index(pooled.shape[1], ctx.device)
+    index = CosineIndex(pooled.shape[1], ctx.device, NAME)  # GPU when FAISS has one and the run is on CUDA
     for start in tqdm(range(0, len(train_rows), p.block_size), desc=f"{NAME}: index", unit="block", leave=False):
-        index.add(_features(pooled, train_rows[start:start + p.block_size]))  # positions = order in train_rows
+        index.add(gather(pooled, train_rows[start:start + p.block_size]))  # positions = order in train_rows
     train_labels = ctx.targets[train_rows]  # (N_train, C)
 
     scores = np.zeros((len(test_rows), ctx.targets.shape[1]), dtype=np.float32)  # (N_test, C)
     for start in tqdm(range(0, len(test_rows), p.block_size), desc=f"{NAME}: search", unit="block", leave=False):
         block = test_rows[start:start + p.block_size]
-        sim, pos = index.search(_features(pooled, block), k)  # (B, K) cosine, (B, K) positions in train_rows
+        sim, pos = index.search(gather(pooled, block), k)  # (B, K) cosine, (B, K) positions in train_rows
         scores[start:start + len(block)] = vote(train_labels[pos], sim, p.weighting)  # (B, K, C) -> (B, C)
     config = {"method": NAME, "k": k, "weighting": p.weighting, "block_size": p.block_size,
               "similarity": "cosine", "features": "pooled"}

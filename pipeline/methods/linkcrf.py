@@ -144,10 +144,10 @@ def train(ctx: Context) -> tuple[LinkCRF, np.ndarray, dict]:
     own = np.arange(len(train_rows))
 
     def batches(epoch: int):
-        for pos in index_batches(own, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch):
+        for pos in index_batches(own, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch, shard=True):
             yield (*graph, torch.from_numpy(pos)), labels[pos]
 
-    history = fit(model, batches, n_batches(len(own), p.batch_size), p, ctx.device, "linkcrf", ctx.live_dir)
+    history = fit(model, batches, n_batches(len(own), p.batch_size, shard=True), p, ctx.device, "linkcrf", ctx.live_dir)
     test_graph = graph_inputs(ctx, test_rows, "test")
     scores = predict(model, [(*test_graph, torch.arange(len(test_rows)))], ctx.device, 1, desc="linkcrf: predict")
     learned = {k: v.detach().cpu().tolist() for k, v in model.state_dict().items()}

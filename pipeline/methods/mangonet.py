@@ -38,10 +38,10 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
 
     def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch):
+        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
             yield graph_batch(ctx, idx, m, p.coatten_pool), torch.from_numpy(ctx.targets[idx].astype(np.float32))
 
-    history = fit(model, batches, n_batches(len(train_rows), p.batch_size), p, ctx.device, name, ctx.live_dir)
+    history = fit(model, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
     test_batches = (graph_batch(ctx, idx, m, p.coatten_pool) for idx in index_batches(test_rows, 256, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
     config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature}

@@ -69,10 +69,10 @@ def train(ctx: Context) -> tuple[nn.Module, np.ndarray, dict]:
     model = nn.Linear(metadata.shape[1], n_labels)  # (B, |T|) -> (B, C) logits, one regression per label
 
     def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch):
+        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
             yield term_batch(metadata, idx), torch.from_numpy(ctx.targets[idx].astype(np.float32))
 
-    history = fit(model, batches, n_batches(len(train_rows), p.batch_size), p, ctx.device, NAME, ctx.live_dir)
+    history = fit(model, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, NAME, ctx.live_dir)
     test_batches = (term_batch(metadata, idx) for idx in index_batches(test_rows, 1024, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 1024), desc=f"{NAME}: predict")
     scores = scores.reshape(len(test_rows), n_labels)  # (N_test, C), also when the test split is empty

@@ -102,10 +102,10 @@ def train(ctx: Context) -> tuple[NeighbourhoodCNN, np.ndarray, dict]:
     model = NeighbourhoodCNN(ctx.store.pooled.shape[1], ctx.targets.shape[1], p.hidden)
 
     def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch):
+        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
             yield ncnn_batch(ctx, idx, m), torch.from_numpy(ctx.targets[idx].astype(np.float32))
 
-    history = fit(model, batches, n_batches(len(train_rows), p.batch_size), p, ctx.device, "ncnn", ctx.live_dir)
+    history = fit(model, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, "ncnn", ctx.live_dir)
     test_batches = (ncnn_batch(ctx, idx, m) for idx in index_batches(test_rows, 256, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc="ncnn: predict")
     config = {"method": "ncnn", "m": m, **dataclasses.asdict(p), "pooling": "max", "features": "pooled"}

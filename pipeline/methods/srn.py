@@ -171,11 +171,11 @@ def train(ctx: Context) -> tuple[SRN, np.ndarray, dict]:
     model = SRN(c, h, w, p.hidden, p.alpha)
 
     def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch):
+        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch, shard=True):
             beta, y_att, _ = srn_batch(ctx, idx)
             yield (beta, y_att), torch.from_numpy(ctx.targets[idx].astype(np.float32))
 
-    history = fit(model.f_sr, batches, n_batches(len(train_rows), p.batch_size), p, ctx.device, "srn", ctx.live_dir)
+    history = fit(model.f_sr, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, "srn", ctx.live_dir)
     test_batches = (srn_batch(ctx, idx) for idx in index_batches(test_rows, 256, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc="srn: predict")
     config = {"method": "srn", **dataclasses.asdict(p), "height": h, "width": w, "trained": "f_sr on y_sr",

@@ -46,6 +46,7 @@ from torch import nn
 from pipeline.batching import index_batches, n_batches
 from pipeline.config import TrainParams, method_params
 from pipeline.errors import MangoError
+from pipeline.faiss_index import CosineIndex
 from pipeline.methods import Context, Method, register
 from pipeline.train import fit, predict
 
@@ -75,29 +76,19 @@ class TagPropParams(TrainParams):
 
 
 def visual_neighbours(base: np.ndarray, query: np.ndarray, k: int, exclude: np.ndarray | None = None,
-                      gpu: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of `base` (Nb, D) to each row of `query` (Nq, D) by cosine similarity.
 
     Returns (Nq, k) positions into `base` (nearest first) and their (Nq, k) distances 1 - cos.
     `exclude` (Nq,) gives, per query, a base position that must not be returned (the query itself
-    when it is in the base), or -1. Needs Nb >= k (+1 when excluding). `gpu`: a CUDA device
-    number to search on (exact, like the CPU index), or None.
+    when it is in the base), or -1. Needs Nb >= k (+1 when excluding). On a CUDA `device` the
+    search runs on its GPU when FAISS has GPUs (exact, like the CPU index).
     """
-    import faiss
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    base, query = unit(base), unit(query)
     extra = int(exclude is not None)
     if len(base) < k + extra:
         raise MangoError(f"tagprop: {len(base)} training images cannot give k = {k} neighbours"
                          f"{' besides the image itself' if extra else ''}; lower methods.tagprop.k")
-    index = faiss.IndexFlatIP(base.shape[1])
-    if gpu is not None:
-        resources = faiss.StandardGpuResources()  # noqa: F841 (must outlive the searches below)
-        index = faiss.index_cpu_to_gpu(resources, gpu, index)
+    index = CosineIndex(base.shape[1], device, "tagprop")
     index.add(base)
     sim, pos = index.search(query, k + extra)  # (Nq, k + extra)
     if exclude is not None:
@@ -143,12 +134,11 @@ def train(ctx: Context) -> tuple[TagProp, np.ndarray, dict]:
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
     feats = ctx.store.pooled
     base = np.asarray(feats[train_rows])  # (Nt, D)
-    gpu = (ctx.device.index or 0) if ctx.device.type == "cuda" and _faiss_gpus() > 0 else None
     own = np.arange(len(train_rows))
-    nb_train, d_train = visual_neighbours(base, base, p.k, exclude=own, gpu=gpu)  # (Nt, K) positions in train_rows
-    nb_test, d_test = visual_neighbours(base, np.asarray(feats[test_rows]), p.k, gpu=gpu)  # (Ns, K)
-    log.info("tagprop: %d-NN of %d train and %d test images among the training images (faiss %s)",
-             p.k, len(train_rows), len(test_rows), "cpu" if gpu is None else f"gpu {gpu}")
+    nb_train, d_train = visual_neighbours(base, base, p.k, exclude=own, device=ctx.device)  # (Nt, K) positions in train_rows
+    nb_test, d_test = visual_neighbours(base, np.asarray(feats[test_rows]), p.k, device=ctx.device)  # (Ns, K)
+    log.info("tagprop: %d-NN of %d train and %d test images among the training images",
+             p.k, len(train_rows), len(test_rows))
     labels = ctx.targets[train_rows].astype(np.float32)  # (Nt, C) only training labels are read
 
     def inputs(nb: np.ndarray, d: np.ndarray, pos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,10 +150,10 @@ def train(ctx: Context) -> tuple[TagProp, np.ndarray, dict]:
     model = TagProp(p.k, labels.shape[1], p.weights, theta0)
 
     def batches(epoch: int):
-        for pos in index_batches(own, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch):
+        for pos in index_batches(own, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch, shard=True):
             yield inputs(nb_train, d_train, pos), torch.from_numpy(labels[pos])
 
-    history = fit(model, batches, n_batches(len(own), p.batch_size), p, ctx.device, "tagprop", ctx.live_dir)
+    history = fit(model, batches, n_batches(len(own), p.batch_size, shard=True), p, ctx.device, "tagprop", ctx.live_dir)
     test_pos = np.arange(len(test_rows))
     test_batches = (inputs(nb_test, d_test, pos) for pos in index_batches(test_pos, 1024, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_pos), 1024), desc="tagprop: predict")
@@ -171,12 +161,6 @@ def train(ctx: Context) -> tuple[TagProp, np.ndarray, dict]:
     if p.weights == "distance":
         config["theta"] = float(model.log_theta.detach().exp())
     return model, scores, {"config": config, "history": history}
-
-
-def _faiss_gpus() -> int:
-    import faiss
-
-    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
 register(Method("tagprop", "TagProp", stage="baseline", train=train))
