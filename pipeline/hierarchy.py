@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from pipeline.errors import MangoError
-from pipeline.neighbours import NEIGHBOURS_SCHEMA, _term_matrix, _validate, jaccard_topk
+from pipeline.neighbours import _term_matrix, _validate, jaccard_topk, neighbours_frame, topk_per_split
 
 log = logging.getLogger(__name__)
 
@@ -187,33 +187,7 @@ def search_neighbours_partitioned(df: pl.DataFrame, k: int, block_size: int = 20
                          "re-run `mango lemmatise` on a dataset with that metadata field, or set neighbours.partition: none")
     X = _term_matrix(df["terms"])
     G = partition_matrix(df[partition], source=source)
-    n = df.height
-    idx = np.full((n, k), -1, dtype=np.int64)  # (n, k) global rows of the neighbours
-    score = np.full((n, k), np.nan, dtype=np.float64)
-    split = df["split"].to_numpy()
-    for name in df["split"].unique(maintain_order=True).to_list():
-        rows = np.flatnonzero(split == name)  # (s,) global rows of this split
-        local_idx, local_score = partitioned_topk(X[rows], G[rows], k, block_size)
-        found = local_idx >= 0
-        idx[rows] = np.where(found, rows[np.maximum(local_idx, 0)], -1)
-        score[rows] = local_score
-        counts = found.sum(axis=1)
-        no_group = int((np.diff(G[rows].indptr) == 0).sum())
-        log.info("neighbours: split '%s': %d images (%d in no '%s' group: searched in the whole split), %.2f "
-                 "neighbours found on average, %d with fewer than %d (%d without any)", name, rows.size, no_group,
-                 partition, counts.mean(), int((counts < k).sum()), k, int((counts == 0).sum()))
+    idx, score = topk_per_split(
+        df["split"], k, lambda rows: partitioned_topk(X[rows], G[rows], k, block_size),
+        describe=lambda rows: f"{int((np.diff(G[rows].indptr) == 0).sum())} in no '{partition}' group: searched in the whole split")
     return neighbours_frame(df["image_id"], idx, score)
-
-
-def neighbours_frame(ids: pl.Series, idx: np.ndarray, score: np.ndarray) -> pl.DataFrame:
-    """NEIGHBOURS_SCHEMA rows from (n, k) neighbour rows (-1 = none) and scores; input order, then rank."""
-    image, rank = np.nonzero(idx >= 0)  # row-major: input order, then rank
-    return pl.DataFrame(
-        {
-            "image_id": ids.gather(image),
-            "rank": rank + 1,
-            "neighbour_id": ids.gather(idx[image, rank]),
-            "score": score[image, rank],
-        },
-        schema=NEIGHBOURS_SCHEMA,
-    )

@@ -180,21 +180,38 @@ def search_neighbours(df: pl.DataFrame, k: int, block_size: int = 2048, *, sourc
     """
     _validate(df, k, block_size, source)
     X = _term_matrix(df["terms"])
-    n = df.height
+    idx, score = topk_per_split(df["split"], k, lambda rows: jaccard_topk(X[rows], k, block_size))
+    return neighbours_frame(df["image_id"], idx, score)
+
+
+def topk_per_split(split: pl.Series, k: int, search, describe=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run a top-k `search` within each split and map its local rows back to global ones.
+
+    search(rows) -> (local_idx, local_score), (s, k) arrays over the split's `rows` (-1 / nan
+    padding), as `jaccard_topk` returns; describe(rows), if given, adds a note to the split's log
+    line. Returns (n, k) global neighbour rows (-1 = none) and scores. Shared by the Jaccard,
+    hierarchy and semantic searches, so every variant maps and reports splits the same way.
+    """
+    n = split.len()
     idx = np.full((n, k), -1, dtype=np.int64)  # (n, k) global rows of the neighbours
     score = np.full((n, k), np.nan, dtype=np.float64)
-    split = df["split"].to_numpy()
-    for name in df["split"].unique(maintain_order=True).to_list():
-        rows = np.flatnonzero(split == name)  # (s,) global rows of this split
-        local_idx, local_score = jaccard_topk(X[rows], k, block_size)
+    values = split.to_numpy()
+    for name in split.unique(maintain_order=True).to_list():
+        rows = np.flatnonzero(values == name)  # (s,) global rows of this split
+        local_idx, local_score = search(rows)
         found = local_idx >= 0
         idx[rows] = np.where(found, rows[np.maximum(local_idx, 0)], -1)
         score[rows] = local_score
         counts = found.sum(axis=1)
-        log.info("neighbours: split '%s': %d images, %.2f neighbours found on average, %d with fewer than %d "
-                 "(%d without any)", name, rows.size, counts.mean(), int((counts < k).sum()), k, int((counts == 0).sum()))
+        note = f" ({describe(rows)})" if describe else ""
+        log.info("neighbours: split '%s': %d images%s, %.2f neighbours found on average, %d with fewer than %d "
+                 "(%d without any)", name, rows.size, note, counts.mean(), int((counts < k).sum()), k, int((counts == 0).sum()))
+    return idx, score
+
+
+def neighbours_frame(ids: pl.Series, idx: np.ndarray, score: np.ndarray) -> pl.DataFrame:
+    """NEIGHBOURS_SCHEMA rows from (n, k) neighbour rows (-1 = none) and scores; input order, then rank."""
     image, rank = np.nonzero(idx >= 0)  # row-major: input order, then rank
-    ids = df["image_id"]
     return pl.DataFrame(
         {
             "image_id": ids.gather(image),

@@ -47,9 +47,8 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from pipeline.errors import MangoError
-from pipeline.hierarchy import neighbours_frame
 from pipeline.lemmatise import TOKEN_PATTERN, _stop_words, _wordnet
-from pipeline.neighbours import _validate
+from pipeline.neighbours import _validate, neighbours_frame, topk_per_split
 
 log = logging.getLogger(__name__)
 
@@ -357,18 +356,6 @@ def search_semantic(metadata: pl.DataFrame, raw: pl.DataFrame, k: int, *, attrib
                          f"(nouns or adjectives known to WordNet{' and to ' + str(word2vec) if word2vec else ''})")
     log.info("semantic: %d attributes kept (most common: %s)", chosen.height, ", ".join(chosen["attribute"].head(10).to_list()))
     V = image_vectors(metadata["image_id"], ct.tokens, chosen, kv, ct.images)  # (n, D)
-    n = metadata.height
-    idx = np.full((n, k), -1, dtype=np.int64)
-    score = np.full((n, k), np.nan, dtype=np.float64)
-    split = metadata["split"].to_numpy()
-    for name in metadata["split"].unique(maintain_order=True).to_list():
-        rows = np.flatnonzero(split == name)  # (s,) global rows of this split
-        local_idx, local_score = cosine_topk(V[rows], k, block_size)
-        found = local_idx >= 0
-        idx[rows] = np.where(found, rows[np.maximum(local_idx, 0)], -1)
-        score[rows] = local_score
-        counts = found.sum(axis=1)
-        no_vector = int((np.abs(V[rows]).sum(axis=1) == 0).sum())
-        log.info("neighbours: split '%s': %d images (%d without a kept attribute), %.2f neighbours found on average, "
-                 "%d with fewer than %d", name, rows.size, no_vector, counts.mean(), int((counts < k).sum()), k)
+    idx, score = topk_per_split(metadata["split"], k, lambda rows: cosine_topk(V[rows], k, block_size),
+                                describe=lambda rows: f"{int((np.abs(V[rows]).sum(axis=1) == 0).sum())} without a kept attribute")
     return neighbours_frame(metadata["image_id"], idx, score)
