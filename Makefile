@@ -7,7 +7,7 @@ export VENV PYTHON
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench-repro seeds clean-venv
+.PHONY: setup repro test bench-repro seeds select-backbone real real-openmoji clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,26 @@ bench-repro: setup
 
 seeds: setup
 	$(BIN)/python scripts/seed_spread.py
+
+# The default backbone's candidates, each run up to InsAtten on the validation split (not test).
+select-backbone: setup
+	$(BIN)/python scripts/select_backbone.py
+
+# The whole pipeline on real human-tagged pictures (Debian's tuxpaint-stamps-default: category
+# folders -> labels, English captions -> tags) with the pretrained MobileNetV2, over 3 seeds:
+# reports/real/tuxpaint/. Captions are short and rare-worded, so |T| is 1000 there.
+data/raw/tuxpaint: | setup
+	$(BIN)/mango convert tuxpaint --out $@ --no-progress
+
+real: setup data/raw/tuxpaint
+	$(BIN)/python scripts/real_collection.py data/raw/tuxpaint -S lemmatise.vocab_size=1000
+
+# The same on npm's openmoji (install with `npm install openmoji@17.0.0`; group/subgroup -> labels).
+data/raw/openmoji: | setup
+	$(BIN)/mango convert openmoji --root node_modules/openmoji --out $@ --no-progress
+
+real-openmoji: setup data/raw/openmoji
+	$(BIN)/python scripts/real_collection.py data/raw/openmoji
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,7 +16,6 @@ import yaml
 
 from pipeline.errors import MangoError
 
-BACKBONE_ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 DATASETS = ("mirflickr", "nuswide", "coco")
 SPLIT_MODES = ("official", "random")
 MIRFLICKR_LABEL_SETS = ("potential", "relevant", "all")
@@ -58,6 +57,8 @@ class DatasetParams:
     split: str = "official"  # official (nuswide, coco: the distribution's lists; mirflickr has none) | random
     test_fraction: float = 0.5  # random split only
     split_seed: int = 0
+    val_fraction: float = 0.25  # share of train carved out (seeded by split_seed) as the validation split
+    score_on: str = "test"  # test | val: val drops the test images and scores the validation split in their place
 
     def __post_init__(self) -> None:
         _check(self.name in DATASETS, "dataset.name", f"must be one of {', '.join(DATASETS)}, got '{self.name}'")
@@ -73,6 +74,8 @@ class DatasetParams:
         _check(not self.groups or self.name == "nuswide", "dataset.groups",
                f"is read for nuswide only; leave it empty for {self.name}, got '{self.groups}'")
         _check(0.0 < self.test_fraction < 1.0, "dataset.test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+        _check(0.0 < self.val_fraction < 1.0, "dataset.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        _check(self.score_on in ("test", "val"), "dataset.score_on", f"must be test or val, got '{self.score_on}'")
 
 
 @dataclass
@@ -111,20 +114,30 @@ class NeighboursParams:
 
 @dataclass
 class BackboneParams:
-    arch: str = "resnet10"
-    weights: str = "none"  # none | imagenet | <path to a checkpoint>
+    """Any torchvision classification model with a convolutional trunk (pipeline/models/backbone.py).
+
+    The name is checked against torchvision's registry where the model is built (finetune), so
+    that loading params does not import torchvision."""
+
+    arch: str = "mobilenet_v2"
+    weights: str = "imagenet"  # none | imagenet (the model's default torchvision weights) | IMAGENET1K_V1 (a member) | <checkpoint>
     input_size: int = 112
+    output_stride: int = 16  # 0 = the model's own (32 for most); 16 or 8 dilate the last stage(s) instead
+    node: str = ""  # graph node whose output is phi; "" = the map that global pooling reads
 
     def __post_init__(self) -> None:
-        _check(self.arch in BACKBONE_ARCHS, "backbone.arch",
-               f"must be one of {', '.join(BACKBONE_ARCHS)}, got '{self.arch}'")
+        _check(bool(re.fullmatch(r"[a-z0-9_]+", self.arch)), "backbone.arch",
+               f"must be a torchvision model name such as mobilenet_v2 or resnet101, got '{self.arch}'")
         _check(self.input_size >= 32, "backbone.input_size", f"must be >= 32, got {self.input_size}")
-        if self.weights not in ("none", "imagenet"):
+        _check(self.output_stride in (0, 8, 16), "backbone.output_stride",
+               f"must be 0 (the model's own), 16 or 8, got {self.output_stride}")
+        if self.weights not in ("none", "imagenet") and not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.weights):
             _check(Path(self.weights).is_file(), "backbone.weights",
-                   f"must be none, imagenet or an existing checkpoint file, got '{self.weights}'")
-        if self.weights == "imagenet":
+                   f"must be none, imagenet, a weights name such as IMAGENET1K_V1 or an existing checkpoint file, "
+                   f"got '{self.weights}'")
+        if self.weights != "none" and not Path(self.weights).is_file():
             _check(self.arch != "resnet10", "backbone.weights",
-                   "imagenet weights exist only for torchvision's resnet18/34/50/101/152, not resnet10")
+                   "torchvision has no ImageNet weights for resnet10; use e.g. resnet18 or mobilenet_v2")
 
 
 @dataclass
@@ -151,10 +164,12 @@ class TrainParams:
 @dataclass
 class FinetuneParams(TrainParams):
     num_workers: int = 0  # DataLoader workers decoding images (finetune is one of the two stages that decode)
+    train_blocks: int = -1  # trunk blocks trained, counted from the top (-1: all; 0: head only, trunk frozen)
 
     def validate(self, section: str) -> None:
         super().validate(section)
         _check(self.num_workers >= 0, f"{section}.num_workers", f"must be >= 0, got {self.num_workers}")
+        _check(self.train_blocks >= -1, f"{section}.train_blocks", f"must be -1 (all), 0 (head only) or more, got {self.train_blocks}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ Shapes: B batch, S input size, D channels, h w grid, P positions, m neighbours, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -58,11 +59,10 @@ class BenchConfig:
     graph_runs: int = 6  # MangoNet-family stages: mangonet, ngcn, mangonet_wo_gf, mangonet_m3/m7/m15
 
     def __post_init__(self) -> None:
-        from pipeline.config import BACKBONE_ARCHS
         from pipeline.errors import MangoError
+        from pipeline.models.backbone import check_arch
 
-        if self.arch not in BACKBONE_ARCHS:
-            raise MangoError(f"bench gpu: --arch must be one of {', '.join(BACKBONE_ARCHS)}, got '{self.arch}'")
+        check_arch(self.arch)
         for name in ("input_size", "batch", "m", "labels", "insatten_hidden", "mangonet_hidden", "coatten_pool", "steps"):
             if getattr(self, name) < 1:
                 raise MangoError(f"bench gpu: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -117,12 +117,19 @@ def _train_step(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: torc
     return step
 
 
-def grid(cfg: BenchConfig) -> int:
-    """h = w of the backbone's last conv maps for input size S (ResNet: stride 32, rounding up)."""
-    size = cfg.input_size
-    for _ in range(5):  # conv1 (stride 2), maxpool, layer2..4: five halvings, each rounding up
-        size = (size + 1) // 2
-    return size
+def map_shape(cfg: BenchConfig) -> tuple[int, int]:
+    """(D, h) of the backbone's maps at input size S, measured on the model itself (one probe)."""
+    return _map_shape(cfg.arch, cfg.input_size)
+
+
+@functools.cache
+def _map_shape(arch: str, input_size: int) -> tuple[int, int]:
+    from pipeline.models.backbone import build_backbone
+
+    model = build_backbone(arch, 1, "none").eval()
+    with torch.no_grad():
+        _, d, h, _ = model.maps(torch.zeros(1, 3, input_size, input_size)).shape
+    return d, h
 
 
 def _finetune(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
@@ -154,18 +161,13 @@ def _features(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
         model.head(phi.mean(dim=(2, 3)))  # (B, C) Multi-CNN scores
         phi.to(torch.float16).cpu()  # the store's rows, to host as float16
 
-    return step, {"images": list(x.shape), "maps": [cfg.batch, model.dim, grid(cfg), grid(cfg)]}
-
-
-def _dim(cfg: BenchConfig) -> int:
-    """D of the backbone's maps (512 for BasicBlock ResNets, 2048 for Bottleneck ones), without building it."""
-    return 512 if cfg.arch in ("resnet10", "resnet18", "resnet34") else 2048
+    return step, {"images": list(x.shape), "maps": [cfg.batch, *map_shape(cfg), map_shape(cfg)[1]]}
 
 
 def _insatten(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
     from pipeline.models.insatten import InsAtten
 
-    d, h = _dim(cfg), grid(cfg)
+    d, h = map_shape(cfg)
     model = InsAtten(d, cfg.labels, cfg.insatten_hidden).to(device)
     phi = torch.randn(cfg.batch, d, h, h, device=device)  # (B, D, h, w), as gathered from the store
     target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
@@ -175,8 +177,8 @@ def _insatten(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
 def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
     from pipeline.models.mangonet import MangoNet
 
-    d, n = _dim(cfg), cfg.m + 1
-    side = -(-grid(cfg) // cfg.coatten_pool)  # ceil: the trainers pool with ceil_mode
+    (d, h), n = map_shape(cfg), cfg.m + 1
+    side = -(-h // cfg.coatten_pool)  # ceil: the trainers pool with ceil_mode
     p = side * side
     model = MangoNet(d, cfg.labels, cfg.mangonet_hidden).to(device)
     phi = torch.randn(cfg.batch, n, d, p, device=device)  # (B, N, D, P)

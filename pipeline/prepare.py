@@ -42,6 +42,17 @@ def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
     return split
 
 
+def validation_protocol(images: pl.DataFrame, val_fraction: float, seed: int) -> pl.DataFrame:
+    """Carve a seeded val_fraction of the training images out as the validation split and put it
+    where the test split was: the test images are dropped, so no stage can see them, and every
+    stage downstream trains on the rest of train and scores validation as its "test" split."""
+    train = images.filter(pl.col("split") == "train")
+    val = assign_split(train.height, val_fraction, seed + 1) == "test"  # its own stream, not the test split's
+    log.info("prepare: dataset.score_on is val: %d of %d training images are the validation split, scored as "
+             "'test'; the %d test images are dropped", int(val.sum()), train.height, images.height - train.height)
+    return train.with_columns(pl.Series("split", np.where(val, "test", "train"), dtype=pl.String))
+
+
 # dataset.name -> adapter: each reads its official on-disk layout into a `Prepared`.
 ADAPTERS: dict[str, Callable[[DatasetParams], Prepared]] = {
     "mirflickr": lambda p: read_mirflickr(p.root, p.labels, p.tags),
@@ -80,6 +91,8 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
             log.info("prepare: %s has no official split: random, test_fraction %.2f", params.name, params.test_fraction)
         images = images.drop("split", strict=False).with_columns(
             pl.Series("split", assign_split(images.height, params.test_fraction, params.split_seed), dtype=pl.String))
+    if params.score_on == "val":
+        images = validation_protocol(images, params.val_fraction, params.split_seed)
     for note in prep.notes:
         log.warning("%s", note)
     kept_ids = images["image_id"]
@@ -96,7 +109,9 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
         "synthetic": (Path(params.root) / "SYNTHETIC.txt").exists(),
         "root": str(params.root),
         "label_set": params.labels if params.name == "mirflickr" else f"all {len(prep.label_names)}",
-        "split": "official" if official else f"random (test_fraction {params.test_fraction}, seed {params.split_seed})",
+        "split": ("official" if official else f"random (test_fraction {params.test_fraction}, seed {params.split_seed})")
+                 + (f"; scored on validation (val_fraction {params.val_fraction} of train)" if params.score_on == "val" else ""),
+        "score_on": params.score_on,
         "labels": prep.label_names,
         "images_found": len(paths),
         "images_corrupt": len(corrupt),

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Idempotent set-up: virtual environment, this package (editable, with test extras), NLTK data.
-# Re-runs only when pyproject.toml, this script or the project folder changed.
+# Idempotent set-up: virtual environment, this package (editable, with test extras), NLTK data,
+# torchvision's ImageNet MobileNetV2 weights (in torch's hub cache).
+# Re-runs only when pyproject.toml, the set-up scripts or the project folder changed, or when the
+# NLTK data or the weights are missing.
 set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 stamp="$VENV/.mango-setup"
-key="$(cat pyproject.toml scripts/setup.sh scripts/install_nltk_data.py pipeline/nltk_data.py | sha256sum | cut -c1-16) $(pwd)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] && "$VENV/bin/python" scripts/install_nltk_data.py --check >/dev/null 2>&1; then
+key="$(cat pyproject.toml scripts/setup.sh scripts/install_nltk_data.py pipeline/nltk_data.py scripts/install_weights.py | sha256sum | cut -c1-16) $(pwd)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] && "$VENV/bin/python" scripts/install_nltk_data.py --check >/dev/null 2>&1 \
+        && "$VENV/bin/python" scripts/install_weights.py --check >/dev/null 2>&1; then
     echo "set-up: $VENV is up to date, nothing to do"
     exit 0
 fi
@@ -30,5 +33,6 @@ if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[test]" 
     exit 1
 fi
 "$VENV/bin/python" scripts/install_nltk_data.py
+"$VENV/bin/python" scripts/install_weights.py
 echo "$key" > "$stamp"
 echo "set-up: done"

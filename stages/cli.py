@@ -19,6 +19,7 @@ from pipeline.errors import MangoError
 # (sub-command name, module under stages/, one-line help). Order is the pipeline's order.
 COMMANDS: list[tuple[str, str, str]] = [
     ("synthesize", "synthesize", "Generate the embedded default dataset in the MIRFlickr-25k layout."),
+    ("convert", "convert", "Write a real tagged picture collection (tuxpaint, openmoji, folders) in the MIRFlickr-25k layout."),
     ("prepare", "prepare", "Read a dataset through its adapter into images/labels/metadata Parquet."),
     ("crawl", "crawl", "Optional: fetch Flickr tags, sets/pools, title, description for photo ids (resumable)."),
     ("lemmatise", "lemmatise", "Tokenise, lemmatise and filter metadata into terms per image."),

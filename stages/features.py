@@ -23,13 +23,12 @@ def command(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     from pipeline import distributed
-    from pipeline.config import load_params
+    from pipeline.config import BackboneParams, load_params
     from pipeline.data import load_annotated, write_predictions
     from pipeline.device import resolve_device
     from pipeline.errors import MangoError
-    from pipeline.finetune import extract_features
+    from pipeline.finetune import backbone_from_params, extract_features
     from pipeline.io import atomic_path
-    from pipeline.models.backbone import build_backbone
     from pipeline.train import load_checkpoint
 
     with stage_timer("features"):
@@ -37,11 +36,11 @@ def command(
         device = resolve_device(p.device)
         data = load_annotated(prepared, metadata)
         ckpt = load_checkpoint(checkpoint)
-        arch = ckpt["config"]["backbone"]["arch"]
-        if arch != p.backbone.arch or ckpt.get("labels") != data.label_names:
-            raise MangoError(f"{checkpoint}: trained as {arch} on labels {ckpt.get('labels')}, but params say "
-                             f"{p.backbone.arch} on {data.label_names}; re-run finetune")
-        model = build_backbone(arch, len(data.label_names), "none")
+        trained = BackboneParams(**ckpt["config"]["backbone"])
+        if trained != p.backbone or ckpt.get("labels") != data.label_names:
+            raise MangoError(f"{checkpoint}: trained as {trained} on labels {ckpt.get('labels')}, but params say "
+                             f"{p.backbone} on {data.label_names}; re-run finetune")
+        model = backbone_from_params(trained, len(data.label_names), weights="none")  # the checkpoint holds them
         model.load_state_dict(ckpt["model"])
         with distributed.session(device):
             if distributed.is_main():

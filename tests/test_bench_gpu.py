@@ -10,8 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline import gpu_bench
-from pipeline.gpu_bench import PHASES, BenchConfig, grid, run_phase
-from pipeline.models.backbone import build_backbone
+from pipeline.gpu_bench import PHASES, BenchConfig, map_shape, run_phase
 from stages.cli import app
 
 
@@ -45,13 +44,12 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path):
     assert est["total"] == pytest.approx(sum(est[k] for k in PHASES))
 
 
-@pytest.mark.parametrize("size", [64, 100, 112, 224])
-def test_grid_is_the_backbones_map_size(size):
-    model = build_backbone("resnet10", 3).eval()
-    with torch.no_grad():
-        h, w = model.maps(torch.zeros(1, 3, size, size)).shape[-2:]
-    assert grid(BenchConfig(arch="resnet10", input_size=size)) == h == w
-    assert grid(BenchConfig(input_size=448)) == 14  # the paper's 14x14 maps
+def test_map_shape_follows_the_models_own_strides():
+    """The estimate's map sizes come from probing the model: ResNet-101 at 448 px gives the paper's
+    (2048, 14x14); ResNet-10 at 100 px rounds each of its five halvings up (100 -> 4)."""
+    assert map_shape(BenchConfig(input_size=448)) == (2048, 14)
+    assert map_shape(BenchConfig(arch="resnet10", input_size=100)) == (512, 4)
+    assert map_shape(BenchConfig(arch="mobilenet_v2", input_size=224)) == (1280, 7)
 
 
 def test_cuda_out_of_memory_is_reported_per_phase(monkeypatch):

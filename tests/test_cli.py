@@ -78,7 +78,7 @@ def test_only_neighbour_stages_list_m():
 @pytest.mark.parametrize("override, message", [
     ({"m": 0}, "m must be between 1 and neighbours.k_max (15), got 0"),
     ({"m": 20}, "m must be between 1 and neighbours.k_max (15), got 20"),
-    ({"backbone": {"arch": "resnet11"}}, "backbone.arch must be one of resnet10, resnet18, resnet34, resnet50, resnet101, resnet152, got 'resnet11'"),
+    ({"backbone": {"arch": "ResNet-11"}}, "backbone.arch must be a torchvision model name such as mobilenet_v2 or resnet101, got 'ResNet-11'"),
     ({"dataset": {"root": "no/such/folder"}}, "dataset.root: 'no/such/folder' does not exist"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, override, message):

@@ -140,3 +140,17 @@ def test_ncnn_contract_inputs_and_quality(tmp_path):
 def test_ncnn_params_validate():
     with pytest.raises(MangoError, match="methods.ncnn.hidden"):
         NCNNParams(hidden=0)
+
+
+def test_mangonet_precomputed_node_features_equal_the_per_batch_path(tmp_path, monkeypatch):
+    """Eq. 4-9 computed once (the cached path) trains and predicts exactly as co-attention per batch."""
+    from pipeline.methods import mangonet as method
+
+    runs = []
+    for budget in (method.NODE_CACHE_BYTES, 0):  # 0: nothing fits, co-attention runs in every batch
+        monkeypatch.setattr(method, "NODE_CACHE_BYTES", budget)
+        ctx, _ = tiny_context(tmp_path / str(budget))
+        _, scores, info = method.graph_method("mangonet")(ctx)
+        runs.append((scores, [h["train_loss"] for h in info["history"]]))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], atol=1e-5)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-5)

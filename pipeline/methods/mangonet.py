@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import torch
+from torch import nn
 
 from pipeline.batching import gather_maps, index_batches, n_batches
 from pipeline.methods import Context, Method, register
@@ -32,16 +33,61 @@ def build(ctx: Context, nodes: str = "coatten", global_feature: bool = True) -> 
     return MangoNet(ctx.store.meta["dim"], len(ctx.store.labels), p.hidden, nodes, global_feature, p.target_weights)
 
 
+class _Head(nn.Module):
+    """MangoNet's learnt part on precomputed inputs (z, target_global, mask): what `fit` trains."""
+
+    def __init__(self, model: MangoNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, target_global: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model.head(z, target_global, mask)
+
+
+# Node features cached in memory up to this size; beyond it they are computed batch by batch.
+NODE_CACHE_BYTES = 4 << 30
+
+
+@torch.no_grad()
+def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int) -> tuple[torch.Tensor, ...]:
+    """Eq. 4-9 once for `rows`: z (R, N, D), target_global (R, D), mask (R, N), in float32.
+
+    With InsAtten frozen (stage-wise training, section 3.2) nothing in eq. 4-9 is learnt: the
+    node features are a function of the cached phi, beta, y and the neighbour list, so they are
+    computed once here instead of in every epoch."""
+    parts = []
+    for idx in index_batches(rows, 256, shuffle=False):
+        phi, beta, y, mask = graph_batch(ctx, idx, m, pool)
+        z, _ = model.node_features(phi, beta, y, mask)  # (B, N, D)
+        parts.append((z, phi[:, 0].mean(dim=-1), mask))  # target_global (B, D)
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
+
+
 def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNet, np.ndarray, dict]:
     """Fit a MangoNet-family model on training rows (train neighbours); score the test rows."""
     p, m, seed = ctx.params.mangonet, ctx.m, ctx.params.seed
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
+    targets = torch.from_numpy(ctx.targets.astype(np.float32))
+    cached = len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES
+    if cached:
+        inputs = node_inputs(ctx, model, train_rows, m, p.coatten_pool)
+        position = np.arange(len(train_rows))
 
-    def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-            yield graph_batch(ctx, idx, m, p.coatten_pool), torch.from_numpy(ctx.targets[idx].astype(np.float32))
+        def batches(epoch: int):
+            for i in index_batches(position, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
+                yield tuple(x[i] for x in inputs), targets[train_rows[i]]
 
-    history = fit(model, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
+        trained: nn.Module = _Head(model)
+    else:
+        log.info("%s: node features of %d rows exceed %.0f GB: co-attention runs in every batch", name,
+                 len(train_rows), NODE_CACHE_BYTES / 2**30)
+
+        def batches(epoch: int):
+            for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
+                yield graph_batch(ctx, idx, m, p.coatten_pool), targets[idx]
+
+        trained = model
+    history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
     test_batches = (graph_batch(ctx, idx, m, p.coatten_pool) for idx in index_batches(test_rows, 256, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
     config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature}

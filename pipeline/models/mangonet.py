@@ -127,11 +127,15 @@ class MangoNet(nn.Module):
 
     def forward(self, phi, beta, y, mask) -> torch.Tensor:
         z, _ = self.node_features(phi, beta, y, mask)  # (B, N, D)
+        return self.head(z, phi[:, 0].mean(dim=-1), mask)
+
+    def head(self, z: torch.Tensor, target_global: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The learnt part, eq. 10-11 and the classifier, from node features z (B, N, D), the target's
+        average-pooled phi(i) (B, D) and the node mask (B, N): logits (B, C)."""
         s = adjacency(self.psi(z), mask)  # (B, N, N)                           eq. 10
         z = self.gcn(s, z)  # (B, N, D)                                         eq. 11
         m = mask.unsqueeze(-1).to(z.dtype)  # (B, N, 1)
         graph = (z * m).sum(dim=1) / m.sum(dim=1)  # (B, D) mean over the existing nodes
         if self.global_feature:
-            target_global = phi[:, 0].mean(dim=-1)  # (B, D) average-pooled phi(i)
             graph = torch.cat([graph, target_global], dim=-1)  # (B, 2D)
         return self.fc(graph)  # (B, C)
