@@ -82,16 +82,15 @@ def main() -> int:
             runs[seed] = json.loads((work / "reports" / "metrics.json").read_text())
             print(f"seed {seed}: {wall:.0f} s; " + ", ".join(f"{m} {r['mAPC']:.3f}" for m, r in runs[seed].items()),
                   flush=True)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("evaluation.json", "results.md"):
-            shutil.copy2(work / "reports" / name, out / name)
-        (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            out.mkdir(parents=True, exist_ok=True)  # after every seed, so an interrupted run keeps what it measured
+            for name in ("evaluation.json", "results.md"):
+                shutil.copy2(work / "reports" / name, out / name)
+            (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            (out / "seeds.json").write_text(json.dumps({str(s): r for s, r in runs.items()}, indent=2) + "\n")
+            (out / "spread.md").write_text(spread_table(runs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (out / "seeds.json").write_text(json.dumps({str(s): r for s, r in runs.items()}, indent=2) + "\n")
-    table = spread_table(runs)
-    (out / "spread.md").write_text(table)
-    print(table)
+    print(spread_table(runs))
     return 0
 
 

@@ -24,7 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("crawl", "crawl", "Optional: fetch Flickr tags, sets/pools, title, description for photo ids (resumable)."),
     ("lemmatise", "lemmatise", "Tokenise, lemmatise and filter metadata into terms per image."),
     ("neighbours", "neighbours", "Top-k metadata neighbours within each split: exact Jaccard (optionally within groups) or semantic (captions)."),
-    ("finetune", "finetune", "Finetune the ResNet backbone with multi-label BCE (the Multi-CNN)."),
+    ("finetune", "finetune", "Train the backbone (any torchvision CNN; frozen or finetuned) with multi-label BCE (the Multi-CNN)."),
     ("features", "features", "Run every image through the backbone once into the feature store."),
     ("insatten", "insatten", "Train the instance-level attention module (eq. 1-3) on cached maps."),
     ("train", "train", "Train a registered neighbourhood method (MangoNet, eq. 4-11) on cached features."),
