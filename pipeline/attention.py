@@ -59,6 +59,18 @@ def train_insatten(store: FeatureStore, targets: np.ndarray, cfg: InsAttenParams
     return model
 
 
+def beta_statistics(beta: np.ndarray, rows: np.ndarray, batch_size: int = 512) -> dict:
+    """Mean normalised entropy (1 = uniform) of the beta maps (N, C, H, W) of `rows`, per label map."""
+    from pipeline.models.mangonet import normalised_entropy
+
+    total, count = 0.0, 0
+    for idx in index_batches(rows, batch_size, shuffle=False):
+        b = torch.from_numpy(np.asarray(beta[idx], dtype=np.float32)).flatten(2)  # (B, C, P)
+        total += float(normalised_entropy(b / b.sum(-1, keepdim=True)).sum())
+        count += b.shape[0] * b.shape[1]
+    return {"beta_entropy": round(total / max(count, 1), 4), "positions": int(np.prod(beta.shape[2:]))}
+
+
 @torch.no_grad()
 def write_attention(model: InsAtten, store: FeatureStore, device: torch.device, out_dir: Path, batch_size: int = 256) -> np.ndarray:
     """beta and y of every store row into `out_dir`; return sigmoid(y) (N, C)."""

@@ -195,7 +195,18 @@ class InsAttenParams(TrainParams):
 class MangoNetParams(TrainParams):
     hidden: int = 512  # psi: FC with hidden state size 512 (eq. 10)
     coatten_pool: int = 1  # max-pool factor for attention maps before co-attention (paper: 14x14 -> 7x7 is 2)
-    target_weights: str = "literal"  # eq. 7: literal product over all neighbours, or "mean"
+    # Co-attention (eq. 4-8; pipeline/models/mangonet.py CoAttentionConfig). The paper literally:
+    # weights prob, maps beta, temperature 1, learn_temperature false, target_weights literal.
+    weights: str = "prob"  # w from prob (sigma(y)) | logit (y)
+    maps: str = "beta"  # beta | scores (InsAtten's pre-softmax x: eq. 5's softmax normalises once) | beta_p (beta * P)
+    temperature: float = 1.0  # alpha = softmax(. / temperature)
+    learn_temperature: bool = False
+    target_weights: str = "literal"  # eq. 7: literal product over the neighbours | geomean | mean
+
+    def coattention(self):
+        from pipeline.models.mangonet import CoAttentionConfig
+
+        return CoAttentionConfig(self.weights, self.maps, self.temperature, self.learn_temperature, self.target_weights)
 
     def validate(self, section: str) -> None:
         super().validate(section)
@@ -252,8 +263,11 @@ class Params:
         for name in ("finetune", "insatten", "mangonet"):
             getattr(self, name).validate(name)
         _check(self.mangonet.coatten_pool >= 1, "mangonet.coatten_pool", f"must be >= 1, got {self.mangonet.coatten_pool}")
-        _check(self.mangonet.target_weights in ("literal", "mean"), "mangonet.target_weights",
-               f"must be literal or mean, got '{self.mangonet.target_weights}'")
+        for key, allowed in (("weights", ("prob", "logit")), ("maps", ("beta", "scores", "beta_p")),
+                             ("target_weights", ("literal", "geomean", "mean"))):
+            value = getattr(self.mangonet, key)
+            _check(value in allowed, f"mangonet.{key}", f"must be one of {', '.join(allowed)}, got '{value}'")
+        _check(self.mangonet.temperature > 0, "mangonet.temperature", f"must be > 0, got {self.mangonet.temperature}")
 
 
 def _build(cls: type, data: Any, key: str) -> Any:

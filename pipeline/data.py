@@ -57,9 +57,37 @@ def predictions_frame(image_ids: list[str], scores: np.ndarray, label_names: lis
     )
 
 
-def write_predictions(path: Path, image_ids: list[str], scores: np.ndarray, label_names: list[str]) -> None:
-    """The shared predictions format: image_id + one float32 score in [0, 1] per label."""
-    write_parquet(predictions_frame(image_ids, scores, label_names), path)
+ATTENTION_KEY = b"mango.attention"  # Parquet schema metadata of a predictions file: its attention statistics
+
+
+def write_predictions(path: Path, image_ids: list[str], scores: np.ndarray, label_names: list[str],
+                      attention: dict | None = None) -> None:
+    """The shared predictions format: image_id + one float32 score in [0, 1] per label; `attention`
+    (statistics of the model's attention maps on these images) rides in the schema metadata."""
+    frame = predictions_frame(image_ids, scores, label_names)
+    if attention is None:
+        write_parquet(frame, path)
+        return
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io import atomic_path
+
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), ATTENTION_KEY: json.dumps(attention).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_attention_stats(path: Path) -> dict | None:
+    """The attention statistics a predictions file carries, or None."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[ATTENTION_KEY]) if ATTENTION_KEY in meta else None
 
 
 def write_truth(path: Path, data: LabelledImages, split: str = "test") -> None:

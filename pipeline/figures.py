@@ -48,10 +48,14 @@ def coattention_grid(images: list[list[str]], alphas: np.ndarray, masks: np.ndar
                      out: Path, size: int = 128) -> None:
     """Fig. 6: rows of (target, neighbours); each image above its co-attention map overlay.
 
-    images: paths per row (target first); alphas (R, N, H, W) in [0, 1] per map; masks (R, N).
+    images: paths per row (target first); alphas (R, N, H, W) as alpha * P (1 = uniform); masks
+    (R, N). Every map shares one absolute colour scale (0 to the largest value shown, at least 2)
+    with a colour bar, so a flat map looks flat.
     """
     rows, n = alphas.shape[:2]
+    vmax = max(2.0, float(alphas[masks].max()) if masks.any() else 2.0)
     fig, axes = plt.subplots(2 * rows, n, figsize=(1.9 * n, 1.9 * 2 * rows), dpi=110, squeeze=False)
+    shown = None
     for r in range(rows):
         for j in range(n):
             top, bottom = axes[2 * r, j], axes[2 * r + 1, j]
@@ -64,24 +68,24 @@ def coattention_grid(images: list[list[str]], alphas: np.ndarray, masks: np.ndar
                 continue
             with Image.open(images[r][j]) as im:
                 rgb = np.asarray(im.convert("RGB").resize((size, size)))
-            heat = np.asarray(Image.fromarray((alphas[r, j] * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR))
+            heat = np.asarray(Image.fromarray(alphas[r, j].astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
             top.imshow(rgb)
             top.set_title(captions[r][j], fontsize=7)
             bottom.imshow(rgb)
-            bottom.imshow(heat, cmap="viridis", alpha=0.6)
+            shown = bottom.imshow(heat, cmap="viridis", alpha=0.6, vmin=0.0, vmax=vmax)
     axes[0, 0].set_ylabel("target", fontsize=8)
     fig.suptitle("Co-attention maps (eq. 5, 8): target (first column) and its metadata neighbours", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    if shown is not None:
+        bar = fig.add_axes((0.93, 0.1, 0.015, 0.8))
+        fig.colorbar(shown, cax=bar).set_label("alpha x P (1 = uniform)", fontsize=8)
     fig.savefig(out)
     plt.close(fig)
 
 
 @torch.no_grad()
 def coattention_maps(model, inputs: tuple[torch.Tensor, ...], height: int, width: int) -> np.ndarray:
-    """alpha of every node, min-max scaled per map: (B, N, H, W) in [0, 1]."""
+    """alpha of every node times P (1 = uniform attention): (B, N, H, W)."""
     phi, beta, y, mask = inputs
     _, alpha = model.node_features(phi, beta, y, mask)  # (B, N, P)
-    a = alpha.reshape(alpha.shape[0], alpha.shape[1], height, width).numpy()
-    lo = a.min(axis=(2, 3), keepdims=True)
-    hi = a.max(axis=(2, 3), keepdims=True)
-    return (a - lo) / np.maximum(hi - lo, 1e-12)
+    return (alpha * alpha.shape[-1]).reshape(alpha.shape[0], alpha.shape[1], height, width).numpy()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import LabelledImages, write_truth
+from pipeline.data import LabelledImages, read_attention_stats, write_truth
 from pipeline.errors import MangoError
 from pipeline.methods import all_methods
 from pipeline.metrics import METRIC_KEYS, evaluate_files, evaluate_scores
@@ -44,6 +44,9 @@ def score_predictions(data: LabelledImages, files: list[Path], top_k: int, thres
         metrics[title] = {k: round(float(ev.metrics[k]), 4) for k in METRIC_KEYS}
         details[title] = {"method": name, "predictions": str(path), "per_label_ap": ev.per_label_ap,
                           "excluded_labels": ev.excluded_labels, "notes": ev.notes}
+        stats = read_attention_stats(Path(path))
+        if stats is not None:
+            details[title]["attention"] = stats
         log.info("%-12s mAPC %.3f  mAPO %.3f  CF1 %.3f  OF1 %.3f", title, ev.metrics["mAPC"], ev.metrics["mAPO"],
                  ev.metrics["CF1"], ev.metrics["OF1"])
     truth = data.targets[data.select("test")]
@@ -102,4 +105,17 @@ def results_markdown(metrics: dict, details: dict, summary: dict, published: dic
                 f"mAPC {prior['mAPC']:.3f}, mAPO {prior['mAPO']:.3f}."]
     if excluded:
         out.append(f"Labels with no positive test image, excluded from mAPC, CP and CR: {', '.join(excluded)}.")
+    attention = attention_summary(details)
+    if attention:
+        out += ["", "Attention on the test images' nodes (mean normalised entropy, 1 = uniform; alpha_max x P, "
+                    "1 = uniform; P positions):", "",
+                "| Method | beta entropy | alpha entropy | alpha_max x P | P |", "|---|---:|---:|---:|---:|"]
+        for title, st in attention.items():
+            cells = [f"{st[k]:.4f}" if k in st else "-" for k in ("beta_entropy", "alpha_entropy", "alpha_max_ratio")]
+            out.append(f"| {title} | " + " | ".join(cells) + f" | {st['positions']} |")
     return "\n".join(out) + "\n"
+
+
+def attention_summary(details: dict) -> dict[str, dict]:
+    """Method title -> the attention statistics its predictions carry (InsAtten, co-attention models)."""
+    return {title: d["attention"] for title, d in details.items() if isinstance(d, dict) and "attention" in d}

@@ -16,8 +16,11 @@ about its labels, and looking at them helps most where the image alone is ambigu
   core set of 1-3 labels drawn from the labels that theme plausibly shows, and a tag pool of
   8-15 words: a few words for each core label plus theme words. Pools overlap (topics share
   labels and themes), so Jaccard neighbours usually, not always, come from the same topic.
-- Labels. An image carries each core label of its topic with probability `LABEL_KEEP`, plus
-  now and then one random extra label. The tags say which topic an image belongs to, not which
+- Labels. An image carries each core label of its topic with probability `LABEL_KEEP`; when
+  none is drawn it carries the topic's first (primary) label, so a single-label topic's images
+  always show that label and an n-label topic's primary label appears with probability
+  LABEL_KEEP + (1 - LABEL_KEEP)^n (0.76 for two labels, 0.664 for three), the others with 0.6. Now and then one random
+  extra label is added. The tags say which topic an image belongs to, not which
   of the topic's labels it shows, so metadata alone gives a topic prior (as on Flickr, where
   tags are loose); the pixels say which labels are there. `LABEL_KEEP` = 0.6 keeps that prior
   uncertain enough that a metadata-only model (Meta+Logistic) does not solve the task.

@@ -44,3 +44,26 @@ def repro(workdir: Path, *args: str) -> tuple[float, dict[str, float], str]:
     if proc.returncode != 0:
         raise SystemExit(f"dvc repro failed in {workdir}:\n{out[-3000:]}")
     return wall, {m.group(1): float(m.group(2)) for m in STAGE_TIME.finditer(out)}, out
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def val_map(work: Path, predictions: str) -> float:
+    """Mean per-label AP (mAPC) of a predictions file on the scored split (validation here)."""
+    import numpy as np
+    import polars as pl
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline.data import load_annotated
+    from pipeline.metrics import evaluate_scores
+
+    data = load_annotated(work / "data/prepared", work / "data/interim/metadata.parquet")
+    pred = pl.read_parquet(work / predictions)
+    rows = {i: r for r, i in enumerate(data.image_ids)}
+    idx = np.array([rows[i] for i in pred["image_id"]])
+    return evaluate_scores(pred.select(data.label_names).to_numpy(), data.targets[idx], data.label_names).metrics["mAPC"]

@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import yaml
 
-from scratch import ROOT, repro, scratch_copy
+from scratch import ROOT, merge, repro, scratch_copy, val_map
 
 # name -> params overrides. The grid: the one ImageNet checkpoint that installs here at the
 # input sizes and strides that give at least 7x7 maps, frozen or with its top blocks trained,
@@ -43,26 +42,6 @@ CANDIDATES: dict[str, dict] = {
                                                            "output_stride": 0},
                                                "finetune": {"train_blocks": -1, "epochs": 5, "lr": 0.1}},
 }
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
-def val_map(work: Path, predictions: str) -> float:
-    """Mean per-label AP (mAPC) of a predictions file on the scored split (validation here)."""
-    sys.path.insert(0, str(ROOT))
-    from pipeline.data import load_annotated
-    from pipeline.metrics import evaluate_scores
-
-    data = load_annotated(work / "data/prepared", work / "data/interim/metadata.parquet")
-    pred = pl.read_parquet(work / predictions)
-    rows = {i: r for r, i in enumerate(data.image_ids)}
-    idx = np.array([rows[i] for i in pred["image_id"]])
-    return evaluate_scores(pred.select(data.label_names).to_numpy(), data.targets[idx], data.label_names).metrics["mAPC"]
 
 
 def beta_stats(work: Path) -> tuple[float, list[int]]:

@@ -23,7 +23,9 @@ def command(
     import dataclasses
 
     from pipeline import distributed
-    from pipeline.attention import train_insatten, write_attention
+    import numpy as np
+
+    from pipeline.attention import beta_statistics, train_insatten, write_attention
     from pipeline.config import load_params
     from pipeline.data import write_predictions
     from pipeline.device import resolve_device, seed_everything
@@ -40,7 +42,9 @@ def command(
             model = train_insatten(store, targets, p.insatten, device, p.seed, live)
             if distributed.is_main():  # one writer; the other processes wait at the session's barrier
                 save_checkpoint(checkpoint, model, dataclasses.asdict(p.insatten), labels=store.labels)
+                test = store.index.filter(store.index["split"] == "test")
                 with atomic_path(out, directory=True) as tmp:
                     probs = write_attention(model, store, device, tmp)
-                test = store.index.filter(store.index["split"] == "test")
-                write_predictions(predictions, test["image_id"].to_list(), probs[test["row"].to_numpy()], store.labels)
+                    stats = beta_statistics(np.load(tmp / "beta.npy", mmap_mode="r"), test["row"].to_numpy())
+                write_predictions(predictions, test["image_id"].to_list(), probs[test["row"].to_numpy()], store.labels,
+                                  attention=stats)

@@ -23,20 +23,21 @@ def command(
     from pipeline.data import load_annotated
     from pipeline.io import atomic_path, read_json, write_json
     from pipeline.paper_results import PUBLISHED, TABLES
-    from pipeline.report import results_markdown, score_predictions
+    from pipeline.report import attention_summary, results_markdown, score_predictions
 
     with stage_timer("report"):
         p = load_params(params)
         data = load_annotated(prepared, interim / "metadata.parquet")
         scores, info = score_predictions(data, predictions, p.evaluate.top_k, p.evaluate.threshold)
         prep_stats, lem_stats = (read_json(prepared / "stats.json"), read_json(interim / "stats.json"))
-        summary = {"dataset": prep_stats["dataset"], "root": prep_stats["root"], "label_set": prep_stats["label_set"],
+        summary = {"scored_on": prep_stats.get("score_on", "test"), "dataset": prep_stats["dataset"], "root": prep_stats["root"], "label_set": prep_stats["label_set"],
                    "train": lem_stats["train"], "test": lem_stats["test"], "n_labels": len(data.label_names),
                    "vocab_size": lem_stats["vocab_size"], "synthetic": prep_stats.get("synthetic", False)}
         published, numbers = None, None
         if not summary["synthetic"] and summary["dataset"] in PUBLISHED:
             published, numbers = PUBLISHED[summary["dataset"]], TABLES[summary["dataset"]]
         write_json(scores, metrics)
-        write_json({"summary": summary, "methods": info}, details)
+        attention = {info[title]["method"]: stats for title, stats in attention_summary(info).items()}
+        write_json({"summary": summary, "methods": info, "attention": attention}, details)
         with atomic_path(table) as tmp:
             tmp.write_text(results_markdown(scores, info, summary, published, numbers))

@@ -75,4 +75,5 @@ def _write(method: str, model, scores, info: dict, ctx, checkpoint: Path | None,
     if live is not None and not (live / "metrics.json").exists():  # methods trained without dvclive
         write_json({"method": method, "config": info["config"], "note": "no per-epoch training"}, live / "metrics.json")
     test_rows = ctx.rows("test")
-    write_predictions(predictions, store.index["image_id"].gather(test_rows).to_list(), scores, store.labels)
+    write_predictions(predictions, store.index["image_id"].gather(test_rows).to_list(), scores, store.labels,
+                      attention=info.get("attention"))

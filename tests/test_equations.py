@@ -22,6 +22,8 @@ from pipeline.models.mangonet import (
     adjacency,
     attend,
     coattention,
+    CoAttentionConfig,
+    attention_maps,
     coattention_weights,
 )
 
@@ -169,8 +171,21 @@ def test_eq7_masked_neighbour_is_left_out(mode):
 
 
 def test_eq7_rejects_unknown_mode():
-    with pytest.raises(ValueError, match="literal or mean"):
+    with pytest.raises(ValueError, match="literal, geomean, mean"):
         coattention_weights(t(P_T), t(P_N), torch.tensor([[True, True]]), "max")
+
+
+def test_eq7_geometric_mean_mode():
+    w = coattention_weights(t(P_T), t(P_N), torch.tensor([[True, True]]), "geomean")
+    # w_0 = y_i * (prod_j y_zj)^(1/2) = [0.5*sqrt(0.4*0.25), 0.8*sqrt(0.5*1.0)] = [0.5*0.31623, 0.8*0.70711]
+    assert_close(w[:, 0], t([[0.5 * math.sqrt(0.1), 0.8 * math.sqrt(0.5)]]), **TOL)
+    assert_close(w[:, 1:], t([[[0.2, 0.4], [0.125, 0.8]]]), **TOL)  # eq. 4 rows unchanged
+    # one neighbour missing: the root is over the one that exists, [0.5*0.4, 0.8*0.5]
+    w = coattention_weights(t(P_T), t([[[0.4, 0.5], [0.0, 0.0]]]), torch.tensor([[True, False]]), "geomean")
+    assert_close(w[:, 0], t([[0.2, 0.4]]), **TOL)
+    # logit weights can be negative: the root keeps the sign, (-8)^(1/2) is not taken
+    w = coattention_weights(t([[1.0, 1.0]]), t([[[-2.0, 2.0], [4.0, 8.0]]]), torch.tensor([[True, True]]), "geomean")
+    assert_close(w[:, 0], t([[-math.sqrt(8.0), 4.0]]), **TOL)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +203,57 @@ def test_eq5_eq8_softmax_over_positions_of_weighted_beta():
     r = math.exp(0.5)
     assert_close(alpha, t([[[1 / (1 + r), r / (1 + r)], [r / (1 + r), 1 / (1 + r)]]]), **TOL)
     assert_close(alpha.sum(-1), t([[1.0, 1.0]]), **TOL)
+
+
+BETA_2 = [[[[0.2, 0.8], [0.5, 0.5]]]]  # (B=1, N=1, C=2, P=2)
+
+
+def test_eq5_maps_scores_beta_p_and_temperature_by_hand():
+    w = t([[[1.0, 2.0]]])  # (B=1, N=1, C=2)
+    # beta: logits = 1*[0.2, 0.8] + 2*[0.5, 0.5] = [1.2, 1.8] -> a difference of 0.6
+    # scores (log beta): 1*[ln 0.2, ln 0.8] + 2*[ln 0.5, ln 0.5] -> a difference of ln 4: alpha = [1/5, 4/5]
+    # beta_p (beta * P = 2 beta): a difference of 1.2
+    # temperature 0.5 doubles every difference
+    cases = {("beta", 1.0): 0.6, ("scores", 1.0): math.log(4.0), ("beta_p", 1.0): 1.2, ("beta", 0.5): 1.2,
+             ("scores", 0.5): 2 * math.log(4.0)}
+    for (maps, temp), diff in cases.items():
+        alpha = coattention(w, attention_maps(t(BETA_2), maps), temp)
+        assert_close(alpha, t([[[1 / (1 + math.exp(diff)), 1 - 1 / (1 + math.exp(diff))]]]), **TOL)
+    assert_close(coattention(w, attention_maps(t(BETA_2), "scores")), t([[[0.2, 0.8]]]), **TOL)
+    with pytest.raises(ValueError, match="beta, scores, beta_p"):
+        attention_maps(t(BETA_2), "x")
+
+
+def test_scores_maps_equal_insattens_pre_softmax_scores():
+    """Eq. 5 on log beta equals eq. 5 on InsAtten's scores x (beta = softmax_P x): one softmax normalises."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 9, generator=g, dtype=F64) * 2  # (B, N, C, P) scores of eq. 1
+    w = torch.rand(2, 3, 4, generator=g, dtype=F64)
+    assert_close(coattention(w, attention_maps(x.softmax(-1), "scores"), 0.7), coattention(w, x, 0.7), **TOL)
+
+
+def test_mangonet_variant_node_features_by_hand():
+    """The paper-literal alpha of the hand case is sharpened by scores maps and a temperature."""
+    phi, beta, y, mask = _hand_inputs()
+    literal = _hand_model().node_features(phi, beta, y, mask)[1]
+    sharp = MangoNet(dim=2, num_labels=2, hidden=2, coatten=CoAttentionConfig(maps="beta_p", temperature=0.25)).double()
+    alpha = sharp.node_features(phi, beta, y, mask)[1]
+    # beta_p = 2 beta on P = 2 and temperature 1/4: every logit difference is 8x the literal one
+    d_lit = torch.log(literal[..., 0] / literal[..., 1])
+    assert_close(torch.log(alpha[..., 0] / alpha[..., 1]), 8 * d_lit, rtol=1e-6, atol=1e-6)  # T is stored as float32
+    learnt = MangoNet(dim=2, num_labels=2, coatten=CoAttentionConfig(temperature=0.5, learn_temperature=True))
+    assert learnt.learns_coattention and learnt.log_temperature.requires_grad
+    assert not MangoNet(dim=2, num_labels=2).learns_coattention
+    assert "log_temperature" in learnt.state_dict()  # learnt: saved with the weights
+    assert "log_temperature" not in MangoNet(dim=2, num_labels=2).state_dict()  # fixed: a param, in the config
+
+
+def test_mangonet_logit_weights_use_y_itself():
+    phi, beta, y, mask = _hand_inputs()
+    model = MangoNet(dim=2, num_labels=2, hidden=2, coatten=CoAttentionConfig(weights="logit")).double()
+    w = coattention_weights(y[:, 0], y[:, 1:], mask[:, 1:], "literal")
+    want = coattention(w, beta)
+    assert_close(model.node_features(phi, beta, y, mask)[1], want, **TOL)
 
 
 def test_eq6_eq9_weighted_sum_of_phi():
@@ -277,8 +343,8 @@ def _hand_inputs():
     return phi, beta, y, mask
 
 
-def _hand_model(**kw) -> MangoNet:
-    m = MangoNet(dim=2, num_labels=2, hidden=2, **kw).double()
+def _hand_model(target_mode: str = "literal", **kw) -> MangoNet:
+    m = MangoNet(dim=2, num_labels=2, hidden=2, coatten=CoAttentionConfig(target=target_mode), **kw).double()
     set_(m.psi.weight, [[0.0, 1.0], [0.0, 0.0]])
     set_(m.psi.bias, [0.0, 1.0])
     set_(m.gcn.weight.weight, [[1.0, 0.0], [0.0, -1.0]])
@@ -309,7 +375,7 @@ def test_mangonet_defaults_match_paper():
     assert (m.psi.in_features, m.psi.out_features) == (6, 512)  # psi: FC, hidden state size 512
     assert tuple(m.gcn.weight.weight.shape) == (6, 6)  # W is d x d
     assert m.fc.in_features == 12 and m.fc.out_features == 4  # [graph mean, global] -> C
-    assert (m.nodes, m.global_feature, m.target_mode) == ("coatten", True, "literal")
+    assert (m.nodes, m.global_feature, m.coatten) == ("coatten", True, CoAttentionConfig("prob", "beta", 1.0, False, "literal"))
 
 
 def test_mangonet_node_features_by_hand():
@@ -409,7 +475,7 @@ def _random_case(b=2, m=3, c=3, d=4, p=4, seed=0):
 @pytest.mark.parametrize("mode", ["literal", "mean"])
 def test_mangonet_invariant_to_neighbour_order(mode):
     model, phi, beta, y, mask = _random_case()
-    model.target_mode = mode
+    model.coatten = CoAttentionConfig(target=mode)
     out = model(phi, beta, y, mask)
     assert out.shape == (2, 3)  # (B, C)
     assert torch.isfinite(out).all()

@@ -154,3 +154,27 @@ def test_mangonet_precomputed_node_features_equal_the_per_batch_path(tmp_path, m
         runs.append((scores, [h["train_loss"] for h in info["history"]]))
     np.testing.assert_allclose(runs[0][0], runs[1][0], atol=1e-5)
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-5)
+
+
+def test_mangonet_reports_attention_statistics_and_a_temperature_sharpens_alpha(tmp_path):
+    from pipeline.data import read_attention_stats, write_predictions
+    from pipeline.methods import mangonet as method
+
+    stats = {}
+    for temp in (1.0, 0.01):
+        ctx, _ = tiny_context(tmp_path / str(temp))
+        ctx.params.mangonet = dataclasses.replace(ctx.params.mangonet, maps="scores", temperature=temp, epochs=1)
+        _, scores, info = method.graph_method("mangonet")(ctx)
+        stats[temp] = info["attention"]
+    for st in stats.values():
+        assert 0.0 <= st["alpha_entropy"] <= 1.0 and st["alpha_max_ratio"] >= 1.0 and st["nodes"] > 0
+        assert st["beta_entropy"] == stats[1.0]["beta_entropy"]  # the same InsAtten maps
+    assert stats[0.01]["alpha_entropy"] < stats[1.0]["alpha_entropy"]
+    assert stats[0.01]["alpha_max_ratio"] > stats[1.0]["alpha_max_ratio"]
+    _, _, ngcn = method.graph_method("ngcn", nodes="holistic")(ctx)
+    assert "attention" not in ngcn  # holistic nodes: no co-attention to measure
+    path = tmp_path / "p.parquet"
+    write_predictions(path, ["a", "b"], np.full((2, 3), 0.5), ["x", "y", "z"], attention=stats[1.0])
+    assert read_attention_stats(path) == stats[1.0]
+    write_predictions(path, ["a", "b"], np.full((2, 3), 0.5), ["x", "y", "z"])
+    assert read_attention_stats(path) is None

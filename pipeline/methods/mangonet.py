@@ -11,7 +11,7 @@ from torch import nn
 
 from pipeline.batching import gather_maps, index_batches, n_batches
 from pipeline.methods import Context, Method, register
-from pipeline.models.mangonet import MangoNet
+from pipeline.models.mangonet import MangoNet, normalised_entropy
 from pipeline.train import fit, predict
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def graph_batch(ctx: Context, idx: np.ndarray, m: int, pool: int) -> tuple[torch
 
 def build(ctx: Context, nodes: str = "coatten", global_feature: bool = True) -> MangoNet:
     p = ctx.params.mangonet
-    return MangoNet(ctx.store.meta["dim"], len(ctx.store.labels), p.hidden, nodes, global_feature, p.target_weights)
+    return MangoNet(ctx.store.meta["dim"], len(ctx.store.labels), p.hidden, nodes, global_feature, p.coattention())
 
 
 class _Head(nn.Module):
@@ -68,7 +68,8 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     p, m, seed = ctx.params.mangonet, ctx.m, ctx.params.seed
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
     targets = torch.from_numpy(ctx.targets.astype(np.float32))
-    cached = len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES
+    cached = (not model.learns_coattention
+              and len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES)
     if cached:
         inputs = node_inputs(ctx, model, train_rows, m, p.coatten_pool)
         position = np.arange(len(train_rows))
@@ -79,8 +80,9 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
 
         trained: nn.Module = _Head(model)
     else:
-        log.info("%s: node features of %d rows exceed %.0f GB: co-attention runs in every batch", name,
-                 len(train_rows), NODE_CACHE_BYTES / 2**30)
+        log.info("%s: co-attention runs in every batch (%s)", name, "its temperature is learnt"
+                 if model.learns_coattention else f"node features of {len(train_rows)} rows exceed "
+                 f"{NODE_CACHE_BYTES / 2**30:.0f} GB")
 
         def batches(epoch: int):
             for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
@@ -91,7 +93,30 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     test_batches = (graph_batch(ctx, idx, m, p.coatten_pool) for idx in index_batches(test_rows, 256, shuffle=False))
     scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
     config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature}
-    return model, scores, {"config": config, "history": history}
+    info = {"config": config, "history": history}
+    if model.nodes == "coatten":
+        info["attention"] = attention_statistics(ctx, model, test_rows, m, p.coatten_pool)
+    return model, scores, info
+
+
+@torch.no_grad()
+def attention_statistics(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int) -> dict:
+    """Over every existing node of `rows` (target and neighbours): mean normalised entropy of beta
+    (per label map) and of alpha (1 = uniform), and mean alpha_max * P (1 = uniform)."""
+    model.to(ctx.device).eval()
+    beta_sum = alpha_sum = ratio_sum = 0.0
+    nodes = 0
+    for idx in index_batches(rows, 256, shuffle=False):
+        phi, beta, y, mask = (x.to(ctx.device) for x in graph_batch(ctx, idx, m, pool))
+        _, alpha = model.node_features(phi, beta, y, mask)  # (B, N, P)
+        keep = mask  # (B, N)
+        beta_sum += float(normalised_entropy(beta.float()).mean(dim=-1)[keep].sum())  # mean over the C maps
+        alpha_sum += float(normalised_entropy(alpha.float())[keep].sum())
+        ratio_sum += float((alpha.amax(dim=-1) * alpha.shape[-1])[keep].sum())
+        nodes += int(keep.sum())
+    positions = int(beta.shape[-1]) if nodes else 0
+    return {"beta_entropy": round(beta_sum / max(nodes, 1), 4), "alpha_entropy": round(alpha_sum / max(nodes, 1), 4),
+            "alpha_max_ratio": round(ratio_sum / max(nodes, 1), 4), "positions": positions, "nodes": nodes}
 
 
 def graph_method(name: str, nodes: str = "coatten", global_feature: bool = True):

@@ -20,8 +20,41 @@ Choices where the paper is not explicit (each documented where it is used):
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class CoAttentionConfig:
+    """How eq. 4-8 turn InsAtten's outputs into co-attention maps (`mangonet.*` params).
+
+    The paper taken literally is weights="prob", maps="beta", temperature=1, target="literal":
+    measured on the defaults, that alpha is uniform to four decimals (a softmax over a w-weighted
+    sum of maps that each sum to 1, with w <= 1; and eq. 7's product of m + 1 probabilities
+    vanishes), so the variants below live beside it.
+
+    weights      "prob": w from sigma(y) (a soft label overlap in [0, 1]); "logit": from y itself
+    maps         "beta": softmax-normalised beta (eq. 5 literal); "scores": InsAtten's pre-softmax
+                 scores x of eq. 1, so eq. 5's softmax normalises once (log beta = x minus a
+                 per-map constant, which no softmax over positions can see); "beta_p": beta * P
+    temperature  alpha = softmax(logits / temperature)
+    learn_temperature  the temperature is a learnt parameter (initialised at `temperature`)
+    target       eq. 7: "literal" product over the m neighbours, "geomean" (its m-th root), "mean"
+    """
+
+    weights: str = "prob"
+    maps: str = "beta"
+    temperature: float = 1.0
+    learn_temperature: bool = False
+    target: str = "literal"
+
+
+WEIGHTS = ("prob", "logit")
+MAPS = ("beta", "scores", "beta_p")
+TARGETS = ("literal", "geomean", "mean")
 
 
 def coattention_weights(
@@ -30,31 +63,55 @@ def coattention_weights(
     """Label weights w of every node, eq. 4 (neighbours) and eq. 7 (target).
 
     eq. 4  w_j = y_i * y_zj                     (element-wise over the C labels)
-    eq. 7  w   = y_i * y_z1 * ... * y_zm         ("literal"; "mean" uses y_i * mean_j y_zj)
+    eq. 7  w   = y_i * y_z1 * ... * y_zm         ("literal"; "geomean": y_i * (prod_j y_zj)^(1/m);
+                                                 "mean": y_i * mean_j y_zj)
 
-    Shapes: p_target (B, C), p_neigh (B, M, C) probabilities, mask (B, M) bool -> w (B, N, C),
-    node 0 the target.
+    Shapes: p_target (B, C), p_neigh (B, M, C) confidences, mask (B, M) bool -> w (B, N, C),
+    node 0 the target. Missing neighbours are left out of the product and the means.
     """
     w_neigh = p_target.unsqueeze(1) * p_neigh  # (B, M, C)                      eq. 4
     valid = mask.unsqueeze(-1)  # (B, M, 1)
-    if target_mode == "literal":
+    count = valid.sum(dim=1).clamp(min=1)  # (B, 1) existing neighbours
+    if target_mode in ("literal", "geomean"):
         prod = torch.where(valid, p_neigh, torch.ones_like(p_neigh)).prod(dim=1)  # (B, C)
+        if target_mode == "geomean":  # sign-safe m-th root (logit weights can be negative)
+            prod = prod.sign() * prod.abs().pow(1.0 / count)
         w_target = p_target * prod  # (B, C)                                     eq. 7
     elif target_mode == "mean":
-        count = valid.sum(dim=1).clamp(min=1)  # (B, 1)
         w_target = p_target * (p_neigh * valid).sum(dim=1) / count  # (B, C)
     else:
-        raise ValueError(f"target_mode must be literal or mean, got {target_mode!r}")
+        raise ValueError(f"target_mode must be one of {', '.join(TARGETS)}, got {target_mode!r}")
     return torch.cat([w_target.unsqueeze(1), w_neigh], dim=1)  # (B, N, C)
 
 
-def coattention(w: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Co-attention maps, eq. 5 / eq. 8: alpha = softmax_P(sum_k w^k beta^k).
+def attention_maps(beta: torch.Tensor, maps: str) -> torch.Tensor:
+    """The maps that eq. 5 weights: beta itself, InsAtten's scores (log beta) or beta * P.
+
+    Shapes: beta (B, N, C, P) -> (B, N, C, P)."""
+    if maps == "beta":
+        return beta
+    if maps == "scores":
+        return beta.clamp(min=1e-8).log()  # x - logsumexp_P(x): the scores up to a per-map constant
+    if maps == "beta_p":
+        return beta * beta.shape[-1]
+    raise ValueError(f"maps must be one of {', '.join(MAPS)}, got {maps!r}")
+
+
+def coattention(w: torch.Tensor, beta: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Co-attention maps, eq. 5 / eq. 8: alpha = softmax_P(sum_k w^k beta^k / temperature).
 
     Shapes: w (B, N, C), beta (B, N, C, P) -> alpha (B, N, P), sum_P alpha = 1.
     """
     logits = torch.einsum("bnc,bncp->bnp", w, beta)  # (B, N, P)
-    return logits.softmax(dim=-1)  # (B, N, P)
+    return (logits / temperature).softmax(dim=-1)  # (B, N, P)
+
+
+def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy of distributions over the last axis divided by log(P): 1 = uniform, 0 = one-hot.
+
+    Shapes: p (..., P), each row summing to 1 -> (...)."""
+    logp = p.clamp(min=1e-12).log()
+    return -(p * logp).sum(dim=-1) / math.log(p.shape[-1])
 
 
 def attend(alpha: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -106,23 +163,35 @@ class MangoNet(nn.Module):
         hidden: int = 512,
         nodes: str = "coatten",
         global_feature: bool = True,
-        target_mode: str = "literal",
+        coatten: CoAttentionConfig = CoAttentionConfig(),
     ) -> None:
         super().__init__()
         if nodes not in ("coatten", "holistic"):
             raise ValueError(f"nodes must be coatten or holistic, got {nodes!r}")
-        self.nodes, self.global_feature, self.target_mode = nodes, global_feature, target_mode
+        self.nodes, self.global_feature, self.coatten = nodes, global_feature, coatten
         self.psi = nn.Linear(dim, hidden)  # eq. 10: FC with hidden state size 512
         self.gcn = GraphConv(dim)  # eq. 11
         self.fc = nn.Linear(2 * dim if global_feature else dim, num_labels)
+        log_t = torch.tensor(float(coatten.temperature)).log()
+        if coatten.learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t, persistent=False)  # in the checkpoint's config
+
+    @property
+    def learns_coattention(self) -> bool:
+        """Whether eq. 4-9 hold a learnt parameter (then node features cannot be computed once)."""
+        return self.nodes == "coatten" and self.coatten.learn_temperature
 
     def node_features(self, phi, beta, y, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Z^ (B, N, D) and the co-attention maps alpha (B, N, P) (None for holistic nodes)."""
         if self.nodes == "holistic":
             return phi.mean(dim=-1), None  # (B, N, D)
-        p = torch.sigmoid(y)  # (B, N, C) confidences as probabilities
-        w = coattention_weights(p[:, 0], p[:, 1:], mask[:, 1:], self.target_mode)  # (B, N, C)
-        alpha = coattention(w, beta)  # (B, N, P)                               eq. 5, 8
+        cfg = self.coatten
+        conf = torch.sigmoid(y) if cfg.weights == "prob" else y  # (B, N, C) confidences
+        w = coattention_weights(conf[:, 0], conf[:, 1:], mask[:, 1:], cfg.target)  # (B, N, C)
+        maps = attention_maps(beta, cfg.maps)  # (B, N, C, P)
+        alpha = coattention(w, maps, self.log_temperature.exp())  # (B, N, P)   eq. 5, 8
         return attend(alpha, phi), alpha  # (B, N, D)                           eq. 6, 9
 
     def forward(self, phi, beta, y, mask) -> torch.Tensor:
