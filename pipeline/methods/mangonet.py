@@ -48,23 +48,55 @@ class _Head(nn.Module):
 NODE_CACHE_BYTES = 4 << 30
 
 
-@torch.no_grad()
-def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int) -> tuple[torch.Tensor, ...]:
-    """Eq. 4-9 once for `rows`: z (R, N, D), target_global (R, D), mask (R, N), in float32.
+class AttentionStats:
+    """Running means over existing nodes (target and neighbours): normalised entropy of beta (per
+    label map) and of alpha (1 = uniform), and alpha_max * P (1 = uniform)."""
 
-    With InsAtten frozen (stage-wise training, section 3.2) nothing in eq. 4-9 is learnt: the
-    node features are a function of the cached phi, beta, y and the neighbour list, so they are
-    computed once here instead of in every epoch."""
-    parts = []
+    def __init__(self) -> None:
+        self.beta = self.alpha = self.ratio = 0.0
+        self.nodes = self.positions = 0
+
+    def add(self, beta: torch.Tensor, alpha: torch.Tensor, mask: torch.Tensor) -> None:
+        """beta (B, N, C, P), alpha (B, N, P), mask (B, N)."""
+        self.beta += float(normalised_entropy(beta.float()).mean(dim=-1)[mask].sum())  # mean over the C maps
+        self.alpha += float(normalised_entropy(alpha.float())[mask].sum())
+        self.ratio += float((alpha.amax(dim=-1) * alpha.shape[-1])[mask].sum())
+        self.nodes += int(mask.sum())
+        self.positions = int(alpha.shape[-1])
+
+    def summary(self) -> dict:
+        n = max(self.nodes, 1)
+        return {"beta_entropy": round(self.beta / n, 4), "alpha_entropy": round(self.alpha / n, 4),
+                "alpha_max_ratio": round(self.ratio / n, 4), "positions": self.positions, "nodes": self.nodes}
+
+
+@torch.no_grad()
+def node_batches(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int,
+                 stats: AttentionStats | None = None):
+    """Eq. 4-9 for `rows`, 256 at a time: yields (idx, z (B, N, D), target_global (B, D), mask (B, N))
+    on the run's device, adding each batch's attention to `stats` (co-attention nodes)."""
+    model.to(ctx.device).eval()
     for idx in index_batches(rows, 256, shuffle=False):
-        phi, beta, y, mask = graph_batch(ctx, idx, m, pool)
-        z, _ = model.node_features(phi, beta, y, mask)  # (B, N, D)
-        parts.append((z, phi[:, 0].mean(dim=-1), mask))  # target_global (B, D)
+        phi, beta, y, mask = (x.to(ctx.device) for x in graph_batch(ctx, idx, m, pool))
+        z, alpha = model.node_features(phi, beta, y, mask)  # (B, N, D), (B, N, P) or None
+        if stats is not None and alpha is not None:
+            stats.add(beta, alpha, mask)
+        yield idx, z, phi[:, 0].mean(dim=-1), mask  # target_global: average-pooled phi(i)
+
+
+def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int) -> tuple[torch.Tensor, ...]:
+    """Eq. 4-9 once for `rows`: z (R, N, D), target_global (R, D), mask (R, N), float32 on the CPU.
+
+    With InsAtten frozen (stage-wise training, section 3.2) nothing in eq. 4-9 is learnt (unless the
+    co-attention temperature is): the node features are a function of the cached phi, beta, y and
+    the neighbour list, so they are computed once here instead of in every epoch."""
+    parts = [tuple(x.cpu() for x in batch[1:]) for batch in node_batches(ctx, model, rows, m, pool)]
     return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
 def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNet, np.ndarray, dict]:
-    """Fit a MangoNet-family model on training rows (train neighbours); score the test rows."""
+    """Fit a MangoNet-family model on training rows (train neighbours); score the test rows, in one
+    pass that also measures the co-attention maps."""
     p, m, seed = ctx.params.mangonet, ctx.m, ctx.params.seed
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
     targets = torch.from_numpy(ctx.targets.astype(np.float32))
@@ -90,33 +122,14 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
 
         trained = model
     history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
-    test_batches = (graph_batch(ctx, idx, m, p.coatten_pool) for idx in index_batches(test_rows, 256, shuffle=False))
-    scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
+    stats = AttentionStats()
+    test_inputs = (batch[1:] for batch in node_batches(ctx, model, test_rows, m, p.coatten_pool, stats))
+    scores = predict(_Head(model), test_inputs, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
     config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature}
     info = {"config": config, "history": history}
     if model.nodes == "coatten":
-        info["attention"] = attention_statistics(ctx, model, test_rows, m, p.coatten_pool)
+        info["attention"] = stats.summary()
     return model, scores, info
-
-
-@torch.no_grad()
-def attention_statistics(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int) -> dict:
-    """Over every existing node of `rows` (target and neighbours): mean normalised entropy of beta
-    (per label map) and of alpha (1 = uniform), and mean alpha_max * P (1 = uniform)."""
-    model.to(ctx.device).eval()
-    beta_sum = alpha_sum = ratio_sum = 0.0
-    nodes = 0
-    for idx in index_batches(rows, 256, shuffle=False):
-        phi, beta, y, mask = (x.to(ctx.device) for x in graph_batch(ctx, idx, m, pool))
-        _, alpha = model.node_features(phi, beta, y, mask)  # (B, N, P)
-        keep = mask  # (B, N)
-        beta_sum += float(normalised_entropy(beta.float()).mean(dim=-1)[keep].sum())  # mean over the C maps
-        alpha_sum += float(normalised_entropy(alpha.float())[keep].sum())
-        ratio_sum += float((alpha.amax(dim=-1) * alpha.shape[-1])[keep].sum())
-        nodes += int(keep.sum())
-    positions = int(beta.shape[-1]) if nodes else 0
-    return {"beta_entropy": round(beta_sum / max(nodes, 1), 4), "alpha_entropy": round(alpha_sum / max(nodes, 1), 4),
-            "alpha_max_ratio": round(ratio_sum / max(nodes, 1), 4), "positions": positions, "nodes": nodes}
 
 
 def graph_method(name: str, nodes: str = "coatten", global_feature: bool = True):
