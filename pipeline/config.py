@@ -23,6 +23,11 @@ DEVICES = ("auto", "cpu", "cuda")
 NEIGHBOUR_METHODS = ("jaccard", "semantic")
 
 
+def is_weights_member(weights: str) -> bool:
+    """`backbone.weights` names a torchvision weights enum member such as IMAGENET1K_V1 (upper case), not a path."""
+    return re.fullmatch(r"[A-Z][A-Z0-9_]*", weights) is not None
+
+
 def _check(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise MangoError(f"params: {key} {msg}")
@@ -131,7 +136,7 @@ class BackboneParams:
         _check(self.input_size >= 32, "backbone.input_size", f"must be >= 32, got {self.input_size}")
         _check(self.output_stride in (0, 8, 16), "backbone.output_stride",
                f"must be 0 (the model's own), 16 or 8, got {self.output_stride}")
-        if self.weights not in ("none", "imagenet") and not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.weights):
+        if self.weights not in ("none", "imagenet") and not is_weights_member(self.weights):
             _check(Path(self.weights).is_file(), "backbone.weights",
                    f"must be none, imagenet, a weights name such as IMAGENET1K_V1 or an existing checkpoint file, "
                    f"got '{self.weights}'")

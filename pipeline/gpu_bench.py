@@ -161,7 +161,8 @@ def _features(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
         model.head(phi.mean(dim=(2, 3)))  # (B, C) Multi-CNN scores
         phi.to(torch.float16).cpu()  # the store's rows, to host as float16
 
-    return step, {"images": list(x.shape), "maps": [cfg.batch, *map_shape(cfg), map_shape(cfg)[1]]}
+    d, h = map_shape(cfg)
+    return step, {"images": list(x.shape), "maps": [cfg.batch, d, h, h]}
 
 
 def _insatten(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:

@@ -22,9 +22,9 @@ def command(
 ) -> None:
     import dataclasses
 
-    from pipeline import distributed
     import numpy as np
 
+    from pipeline import distributed
     from pipeline.attention import beta_statistics, train_insatten, write_attention
     from pipeline.config import load_params
     from pipeline.data import write_predictions

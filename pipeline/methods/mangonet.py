@@ -73,7 +73,7 @@ class AttentionStats:
 @torch.no_grad()
 def node_batches(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int,
                  stats: AttentionStats | None = None):
-    """Eq. 4-9 for `rows`, 256 at a time: yields (idx, z (B, N, D), target_global (B, D), mask (B, N))
+    """Eq. 4-9 for `rows`, 256 at a time: yields (z (B, N, D), target_global (B, D), mask (B, N))
     on the run's device, adding each batch's attention to `stats` (co-attention nodes)."""
     model.to(ctx.device).eval()
     for idx in index_batches(rows, 256, shuffle=False):
@@ -81,7 +81,7 @@ def node_batches(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: 
         z, alpha = model.node_features(phi, beta, y, mask)  # (B, N, D), (B, N, P) or None
         if stats is not None and alpha is not None:
             stats.add(beta, alpha, mask)
-        yield idx, z, phi[:, 0].mean(dim=-1), mask  # target_global: average-pooled phi(i)
+        yield z, phi[:, 0].mean(dim=-1), mask  # target_global: average-pooled phi(i)
 
 
 def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int) -> tuple[torch.Tensor, ...]:
@@ -90,7 +90,7 @@ def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: i
     With InsAtten frozen (stage-wise training, section 3.2) nothing in eq. 4-9 is learnt (unless the
     co-attention temperature is): the node features are a function of the cached phi, beta, y and
     the neighbour list, so they are computed once here instead of in every epoch."""
-    parts = [tuple(x.cpu() for x in batch[1:]) for batch in node_batches(ctx, model, rows, m, pool)]
+    parts = [tuple(x.cpu() for x in batch) for batch in node_batches(ctx, model, rows, m, pool)]
     return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
@@ -123,7 +123,7 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
         trained = model
     history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
     stats = AttentionStats()
-    test_inputs = (batch[1:] for batch in node_batches(ctx, model, test_rows, m, p.coatten_pool, stats))
+    test_inputs = node_batches(ctx, model, test_rows, m, p.coatten_pool, stats)
     scores = predict(_Head(model), test_inputs, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
     config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature}
     info = {"config": config, "history": history}

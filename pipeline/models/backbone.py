@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.config import is_weights_member
 from pipeline.errors import MangoError
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,6 @@ def set_output_stride(model: nn.Module, output_stride: int) -> None:
             conv.padding = (dilation * (k - 1) // 2,) * 2
 
 
-def _is_member_name(weights: str) -> bool:
-    """A torchvision weights enum member name such as IMAGENET1K_V1 (upper case), not a path."""
-    return re.fullmatch(r"[A-Z][A-Z0-9_]*", weights) is not None
-
-
 class Backbone(nn.Module):
     """Trunk (a torchvision feature extractor) + multi-label head. `maps` gives phi, `forward`
     the Multi-CNN logits.
@@ -216,7 +212,7 @@ def build_backbone(arch: str, num_labels: int, weights: str = "none", node: str 
     """
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    classifier = _classifier(arch, weights if weights == "imagenet" or _is_member_name(weights) else "none")
+    classifier = _classifier(arch, weights if weights == "imagenet" or is_weights_member(weights) else "none")
     if output_stride:
         set_output_stride(classifier, output_stride)
     trunk = create_feature_extractor(classifier.eval(), return_nodes={_trunk_node(classifier, arch, node): "phi"})
@@ -226,7 +222,7 @@ def build_backbone(arch: str, num_labels: int, weights: str = "none", node: str 
         raise MangoError(f"backbone: {arch}'s map at '{node or 'the pooled node'}' has shape {tuple(probe.shape)}, "
                          f"not (B, D, H, W)")
     model = Backbone(trunk, probe.shape[1], num_labels)
-    if weights not in ("none", "imagenet") and not _is_member_name(weights):
+    if weights not in ("none", "imagenet") and not is_weights_member(weights):
         path = Path(weights)
         if not path.is_file():
             raise MangoError(f"backbone.weights: checkpoint '{path}' not found")
