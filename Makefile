@@ -7,7 +7,7 @@ export VENV PYTHON
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench-repro seeds select-backbone select-insatten select-coattention real real-openmoji clean-venv
+.PHONY: setup repro test bench-repro seeds select coattention-variants select-backbone real real-openmoji clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -25,19 +25,18 @@ bench-repro: setup
 seeds: setup
 	$(BIN)/python scripts/seed_spread.py
 
+# Every trained method's settings on the validation split (scripts/selection_plan.yaml):
+# reports/selection.json, which the report copies into reports/evaluation.json.
+select: setup
+	$(BIN)/python scripts/select_settings.py --plan scripts/selection_plan.yaml --out reports/selection.json
+
+# MangoNet's co-attention variants against NGCN, scored once on the test split (after selection).
+coattention-variants: setup
+	$(BIN)/python scripts/coattention_variants.py
+
 # The default backbone's candidates, each run up to InsAtten on the validation split (not test).
 select-backbone: setup
 	$(BIN)/python scripts/select_backbone.py
-
-# InsAtten's lr and epochs, then MangoNet's co-attention variant, each on the validation split.
-select-insatten: setup
-	$(BIN)/python scripts/select_settings.py --stage insatten --predictions insatten \
-	    -G insatten.lr=0.05,0.2,0.5 -G insatten.epochs=6,15 --out reports/selection_insatten.json
-
-select-coattention: setup
-	$(BIN)/python scripts/select_settings.py --stage train@mangonet --predictions mangonet \
-	    --reference train@ngcn:ngcn -G mangonet.maps=beta,scores,beta_p -G mangonet.temperature=1.0,0.1,0.01 \
-	    -G mangonet.target_weights=literal,geomean --out reports/selection_coattention.json
 
 # The whole pipeline on real human-tagged pictures (Debian's tuxpaint-stamps-default: category
 # folders -> labels, English captions -> tags) with the pretrained MobileNetV2, over 3 seeds:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.batching import gather_maps, index_batches, n_batches
 from pipeline.config import InsAttenParams
@@ -79,7 +79,7 @@ def write_attention(model: InsAtten, store: FeatureStore, device: torch.device, 
     beta = np.lib.format.open_memmap(out_dir / "beta.npy", mode="w+", dtype=np.float16, shape=(n, c, h, w))
     y = np.zeros((n, c), dtype=np.float32)
     model.to(device).eval()
-    for idx in tqdm(list(index_batches(np.arange(n), batch_size, shuffle=False)), desc="insatten: attention maps", unit="batch"):
+    for idx in progress(list(index_batches(np.arange(n), batch_size, shuffle=False)), desc="insatten: attention maps", unit="batch"):
         phi = gather_maps(store.maps, idx).reshape(len(idx), -1, h, w).to(device)  # (B, D, H, W)
         yb, bb = model(phi)  # (B, C), (B, C, P)
         y[idx] = yb.float().cpu().numpy()

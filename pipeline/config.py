@@ -232,11 +232,14 @@ class EvaluateParams:
 class GateParams:
     """The CI metric gate (`mango metrics-diff`): fail when a method's metric drops by more."""
 
-    tolerance: float = 0.01
+    tolerance: float = 0.01  # the floor of every allowed drop
+    sigmas: float = 3.0  # allowed drop of a method's metric: max(tolerance, sigmas x its seed std)
+    spread: str = "reports/seed_spread.json"  # the measured seed spread (make seeds); "" = the floor alone
     metrics: list = field(default_factory=lambda: ["mAPC", "OF1"])
 
     def __post_init__(self) -> None:
         _check(self.tolerance >= 0, "gate.tolerance", f"must be >= 0, got {self.tolerance}")
+        _check(self.sigmas >= 0, "gate.sigmas", f"must be >= 0, got {self.sigmas}")
         from pipeline.metrics import METRIC_KEYS
 
         bad = [m for m in self.metrics if m not in METRIC_KEYS]
@@ -248,6 +251,7 @@ class Params:
     seed: int = 0
     m: int = 3
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 autocast where the device has native bf16); params.yaml: auto
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
     dataset: DatasetParams = field(default_factory=DatasetParams)
     lemmatise: LemmatiseParams = field(default_factory=LemmatiseParams)
@@ -263,6 +267,8 @@ class Params:
 
     def __post_init__(self) -> None:
         _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        _check(self.precision in ("auto", "fp32", "bf16"), "precision",
+               f"must be one of auto, fp32, bf16, got '{self.precision}'")
         _check(1 <= self.m <= self.neighbours.k_max, "m",
                f"must be between 1 and neighbours.k_max ({self.neighbours.k_max}), got {self.m}")
         for name in ("finetune", "insatten", "mangonet"):
@@ -304,6 +310,27 @@ def _build(cls: type, data: Any, key: str) -> Any:
 def method_params(params: Params, name: str, cls: type) -> Any:
     """The `methods.<name>` section of params.yaml as dataclass `cls` (defaults where absent)."""
     return _build(cls, params.methods.get(name) or {}, f"methods.{name}")
+
+
+# What each member of the MangoNet family sets for itself in `methods.<name>` (chosen on validation);
+# everything else (architecture, co-attention, batch, momentum, schedule) is the shared `mangonet` section.
+FAMILY_KEYS = ("lr", "epochs")
+
+
+def family_params(params: Params, name: str) -> MangoNetParams:
+    """The training settings of MangoNet-family member `name`: the `mangonet` section with the
+    member's own `methods.<name>` lr and epochs over it."""
+    own = params.methods.get(name) or {}
+    if not isinstance(own, dict):
+        raise MangoError(f"params: methods.{name} must be a mapping, got {type(own).__name__}")
+    extra = sorted(set(own) - set(FAMILY_KEYS))
+    if extra:
+        raise MangoError(f"params: methods.{name}: unknown key(s) {', '.join(extra)}; a MangoNet-family member sets "
+                         f"only {', '.join(FAMILY_KEYS)} (the rest is the shared mangonet section)")
+    base = dataclasses.asdict(params.mangonet)
+    out = _build(MangoNetParams, {**base, **own}, f"methods.{name}")
+    out.validate(f"methods.{name}")
+    return out
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

@@ -662,7 +662,7 @@ def crawl(ids: Sequence[str], out: str | os.PathLike, credentials: Credentials, 
     `ids` must be distinct. Returns counts for this run; the folder's shards hold every photo
     finished by this run or an earlier one.
     """
-    from tqdm.auto import tqdm
+    from pipeline.progress import progress as progress_bar
 
     config = config or CrawlConfig()
     out = Path(out)
@@ -683,8 +683,8 @@ def crawl(ids: Sequence[str], out: str | os.PathLike, credentials: Credentials, 
                      config.max_calls_per_hour, f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min")
         stop = threading.Event()
         fetcher = PhotoFetcher(credentials, rest_url, config, RateLimiter(config.max_calls_per_hour), stop, seed)
-        bar = tqdm(total=len(ids), initial=summary.already_done, desc="crawl", unit="photo", disable=not progress,
-                   dynamic_ncols=True, smoothing=0.05)
+        bar = progress_bar(total=len(ids), initial=summary.already_done, desc="crawl", unit="photo", disable=not progress,
+                           dynamic_ncols=True, smoothing=0.05)
         pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="crawl")
         pending: set[Future] = set()
         queue = iter(todo)

@@ -25,6 +25,7 @@ import inspect
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -101,6 +102,36 @@ def session(device: torch.device) -> Iterator[None]:
     finally:
         root.setLevel(level)
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def shared_atomic_dir(path: Path) -> Iterator[Path]:
+    """`pipeline.io.atomic_path(path, directory=True)` that every process of a session writes into:
+    rank 0 creates the temporary folder and tells the others its name; when all have finished
+    (a barrier), rank 0 swaps it in. Without a session, the plain atomic folder."""
+    from pipeline.io import atomic_path
+
+    if not active():
+        with atomic_path(path, directory=True) as tmp:
+            yield tmp
+        return
+    cm = atomic_path(path, directory=True) if is_main() else None
+    name = [str(cm.__enter__()) if cm is not None else None]
+    dist.broadcast_object_list(name, src=0)
+    try:
+        yield Path(name[0])
+        dist.barrier()  # every rank's share is written
+    except BaseException as exc:
+        if cm is not None:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    if cm is not None:
+        cm.__exit__(None, None, None)
+
+
+def my_rows(n: int) -> np.ndarray:
+    """This process's contiguous share of rows 0..n-1 (all of them without a session)."""
+    return np.array_split(np.arange(n), world_size())[rank()]
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline import distributed
 from pipeline.config import BackboneParams, FeaturesParams, FinetuneParams
@@ -82,7 +82,7 @@ def _fit_head(model: Backbone, data: LabelledImages, rows: np.ndarray, backbone:
 
     ds = ImageDataset([data.paths[i] for i in rows], backbone.input_size)
     loader = image_loader(ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, device=device)
-    pooled = torch.cat([pooled_maps(model, x, device).cpu() for (x,) in tqdm(loader, desc="finetune: frozen trunk",
+    pooled = torch.cat([pooled_maps(model, x, device).cpu() for (x,) in progress(loader, desc="finetune: frozen trunk",
                                                                             unit="batch")])  # (N_train, D)
     targets = torch.from_numpy(data.targets[rows].astype(np.float32))  # (N_train, C)
     order = np.arange(len(rows))
@@ -111,22 +111,37 @@ def pooled_maps(model: Backbone, x: torch.Tensor, device: torch.device) -> torch
 @torch.no_grad()
 def extract_features(model: Backbone, data: LabelledImages, backbone: BackboneParams, cfg: FeaturesParams,
                      device: torch.device, out_dir: Path) -> np.ndarray:
-    """Write the feature store for every kept image into `out_dir`; return Multi-CNN scores (N, C)."""
+    """Write the feature store for every kept image into `out_dir`; return Multi-CNN scores (N, C).
+
+    Under torchrun every process extracts its contiguous share of the images into the same
+    memory-mapped arrays of `out_dir` (a folder all of them see, `distributed.shared_atomic_dir`):
+    rank 0 creates the files, the others open them once they exist, and rank 0 writes the index
+    and meta when all shares are in. Each image's maps do not depend on which process ran it."""
+    from pipeline import distributed
     from pipeline.device import autocast
 
     model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # NHWC convolutions under bf16 autocast
     ds = ImageDataset(data.paths, backbone.input_size)
-    loader = image_loader(ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, device=device)
-    n = len(ds)
+    n, c = len(ds), len(data.label_names)
     probe = model.maps(ds[0][0].unsqueeze(0).to(device))
     _, dim, h, w = probe.shape
-    maps = np.lib.format.open_memmap(out_dir / "maps.npy", mode="w+", dtype=np.float16, shape=(n, dim, h, w))
-    pooled = np.lib.format.open_memmap(out_dir / "pooled.npy", mode="w+", dtype=np.float16, shape=(n, dim))
-    scores = np.zeros((n, len(data.label_names)), dtype=np.float32)
-    start = 0
-    for (x,) in tqdm(loader, desc="features", unit="batch"):
+    shapes = {"maps.npy": ((n, dim, h, w), np.float16), "pooled.npy": ((n, dim), np.float16),
+              "scores.npy": ((n, c), np.float32)}
+    if distributed.is_main():
+        for name, (shape, dtype) in shapes.items():
+            np.lib.format.open_memmap(out_dir / name, mode="w+", dtype=dtype, shape=shape).flush()
+    distributed.barrier()  # the files exist before any other process opens them
+    maps, pooled, scores = (np.load(out_dir / name, mmap_mode="r+") for name in shapes)
+    rows = distributed.my_rows(n)
+    if distributed.active():
+        log.info("features: rank %d of %d extracts images %d-%d", distributed.rank(), distributed.world_size(),
+                 rows[0] if len(rows) else 0, rows[-1] if len(rows) else -1)
+    loader = image_loader(torch.utils.data.Subset(ds, rows.tolist()), cfg.batch_size, shuffle=False,
+                          num_workers=cfg.num_workers, device=device)
+    start = int(rows[0]) if len(rows) else 0
+    for (x,) in progress(loader, desc="features", unit="batch", disable=not distributed.is_main()):
         x = x.to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.to(memory_format=torch.channels_last)
@@ -140,15 +155,18 @@ def extract_features(model: Backbone, data: LabelledImages, backbone: BackbonePa
         pooled[start:end] = g.half().cpu().numpy()
         scores[start:end] = torch.sigmoid(logits).cpu().numpy()
         start = end
-    maps.flush()
-    pooled.flush()
+    for arr in (maps, pooled, scores):
+        arr.flush()
     del maps, pooled
-    np.save(out_dir / "scores.npy", scores)
-    pl.DataFrame({"image_id": data.image_ids, "split": data.splits.tolist(), "row": np.arange(n, dtype=np.int64)}).write_parquet(
-        out_dir / "index.parquet")
-    meta = {"n": n, "dim": dim, "height": h, "width": w, "dtype": "float16", "arch": backbone.arch,
-            "weights": backbone.weights, "weights_used": weights_used(backbone), "input_size": backbone.input_size, "output_stride": backbone.output_stride,
-            "node": backbone.node, "grid": [h, w], "labels": data.label_names}
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("features: %d images -> maps (%d, %d, %d, %d) float16, %.1f MB", n, n, dim, h, w, n * dim * h * w * 2 / 1e6)
+    distributed.barrier()  # every share is on disk
+    scores = np.array(np.load(out_dir / "scores.npy", mmap_mode="r"))
+    if distributed.is_main():
+        pl.DataFrame({"image_id": data.image_ids, "split": data.splits.tolist(),
+                      "row": np.arange(n, dtype=np.int64)}).write_parquet(out_dir / "index.parquet")
+        meta = {"n": n, "dim": dim, "height": h, "width": w, "dtype": "float16", "arch": backbone.arch,
+                "weights": backbone.weights, "weights_used": weights_used(backbone), "input_size": backbone.input_size,
+                "output_stride": backbone.output_stride, "node": backbone.node, "grid": [h, w], "labels": data.label_names,
+                "processes": distributed.world_size()}
+        (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        log.info("features: %d images -> maps (%d, %d, %d, %d) float16, %.1f MB", n, n, dim, h, w, n * dim * h * w * 2 / 1e6)
     return scores

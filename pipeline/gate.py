@@ -1,7 +1,11 @@
 """The CI metric gate: compare the workspace's metrics with a git revision (via `dvc metrics diff`).
 
 `dvc metrics diff` always exits 0, so the decision is made here: a method whose gated metric
-(mAPC, OF1 by default) drops by more than the tolerance, or that disappears, fails the gate.
+(mAPC, OF1 by default) drops by more than its tolerance, or that disappears, fails the gate.
+
+The tolerance of a (method, metric) is derived from the noise measured for it: max(floor,
+sigmas x the standard deviation of that metric over training seeds, `make seeds`), so an
+unrelated change does not fail CI on seed noise, while a drop beyond it is a regression.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.errors import MangoError
 
@@ -25,7 +30,12 @@ class Row:
     def delta(self) -> float | None:
         return None if self.old is None or self.new is None else self.new - self.old
 
-    def fails(self, tolerance: float) -> bool:
+    tolerance: float | None = None  # this row's allowed drop (set by `tolerances`)
+
+    def fails(self, tolerance: float | None = None) -> bool:
+        tolerance = self.tolerance if tolerance is None else tolerance
+        if tolerance is None:
+            raise ValueError(f"{self.method}.{self.metric}: no tolerance")
         if self.old is None:
             return False  # a new method or metric: nothing to regress from
         if self.new is None:
@@ -56,12 +66,30 @@ def compare(diff: dict, metrics: tuple[str, ...]) -> list[Row]:
     return sorted(rows, key=lambda r: (r.method, metrics.index(r.metric)))
 
 
-def markdown(rows: list[Row], rev: str, tolerance: float) -> str:
+def seed_std(spread_path: Path) -> dict[tuple[str, str], float]:
+    """(method title, metric) -> standard deviation over seeds, from `make seeds`' JSON."""
+    try:
+        data = json.loads(spread_path.read_text())
+        return {(method, metric): float(v["std"]) for method, per in data["spread"].items() for metric, v in per.items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MangoError(f"{spread_path}: not a seed-spread file of `make seeds` ({exc}); "
+                         f"set gate.spread: '' to gate on the floor gate.tolerance alone") from None
+
+
+def tolerances(rows: list[Row], floor: float, sigmas: float, std: dict[tuple[str, str], float]) -> list[Row]:
+    """Set each row's allowed drop: max(floor, sigmas x its seed std); the floor where none was measured."""
+    for r in rows:
+        r.tolerance = max(floor, sigmas * std.get((r.method, r.metric), 0.0))
+    return rows
+
+
+def markdown(rows: list[Row], rev: str) -> str:
     def fmt(x: float | None, sign: bool = False) -> str:
         return "-" if x is None else (f"{x:+.4f}" if sign else f"{x:.4f}")
 
-    lines = [f"| method | metric | {rev} | workspace | change | |", "|---|---|---:|---:|---:|---|"]
+    lines = [f"| method | metric | {rev} | workspace | change | allowed drop | |", "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
-        verdict = "**FAIL**" if r.fails(tolerance) else "ok"
-        lines.append(f"| {r.method} | {r.metric} | {fmt(r.old)} | {fmt(r.new)} | {fmt(r.delta, True)} | {verdict} |")
+        verdict = "**FAIL**" if r.fails() else "ok"
+        lines.append(f"| {r.method} | {r.metric} | {fmt(r.old)} | {fmt(r.new)} | {fmt(r.delta, True)} | "
+                     f"{r.tolerance:.4f} | {verdict} |")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ import logging
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.errors import MangoError
 from pipeline.neighbours import _term_matrix, _validate, jaccard_topk, neighbours_frame, topk_per_split
@@ -154,7 +154,7 @@ def partitioned_topk(X: sp.spmatrix, G: sp.spmatrix, k: int, block_size: int = 2
     members = [m for m in members if m.size >= 2]  # a lone member has no candidate
     ungrouped = np.flatnonzero((np.diff(G.indptr) == 0) & has_terms)
     triples = []
-    for m in tqdm(members, desc="neighbours: hierarchy top-k", unit="group", disable=len(members) <= 1):
+    for m in progress(members, desc="neighbours: hierarchy top-k", unit="group", disable=len(members) <= 1):
         triples += _search(X, sizes, m, m, k, block_size)
     idx = np.full((n, k), -1, dtype=np.int64)
     score = np.full((n, k), np.nan, dtype=np.float64)

@@ -38,7 +38,7 @@ import logging
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, n_batches: int = 32) -> tuple[n
     n_batches = max(1, min(n_batches, G))
     batches = [np.arange(b, G, n_batches, dtype=np.int64) for b in range(n_batches)]  # strided: mixed sizes
     log.debug("jaccard index: %d rows in %d distinct term sets, %d postings", n, G, groups.post.size)
-    for queries in tqdm(batches, desc="neighbours: jaccard top-k (index)", unit="batch", disable=n < 20_000):
+    for queries in progress(batches, desc="neighbours: jaccard top-k (index)", unit="batch", disable=n < 20_000):
         if queries.size:
             _search_groups(queries, min(n_chunks, queries.size), k, groups.size, groups.term_ptr, groups.terms,
                            groups.member_ptr, groups.members, groups.size_start, groups.post_ptr, groups.post,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from PIL import Image
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.config import DatasetParams
 from pipeline.datasets import Prepared
@@ -71,7 +71,7 @@ def prepare(params: DatasetParams) -> tuple[Prepared, dict]:
     """Read the dataset, drop corrupt images (counted), split into train/test."""
     prep = read_dataset(params)
     paths = prep.images["path"].to_list()
-    ok = np.array([image_is_readable(p) for p in tqdm(paths, desc="prepare: checking images", unit="img")])
+    ok = np.array([image_is_readable(p) for p in progress(paths, desc="prepare: checking images", unit="img")])
     corrupt = [p for p, good in zip(paths, ok) if not good]
     for p in corrupt[:10]:
         log.warning("skipping corrupt image %s", p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -77,7 +78,8 @@ def results_table(metrics: dict[str, dict[str, float]], rows: tuple[str, ...] | 
 
 
 def results_markdown(metrics: dict, details: dict, summary: dict, published: dict | None = None,
-                     table_numbers: tuple[int, int] | None = None) -> str:
+                     table_numbers: tuple[int, int] | None = None, selection: dict | None = None,
+                     variants: dict | None = None) -> str:
     """reports/results.md: dataset header, the comparison and ablation tables in the paper's layout."""
     prior = details["_label_frequency_baseline"]
     excluded = sorted({lab for d in details.values() if isinstance(d, dict) and "excluded_labels" in d for lab in d["excluded_labels"]})
@@ -113,7 +115,48 @@ def results_markdown(metrics: dict, details: dict, summary: dict, published: dic
         for title, st in attention.items():
             cells = [f"{st[k]:.4f}" if k in st else "-" for k in ("beta_entropy", "alpha_entropy", "alpha_max_ratio")]
             out.append(f"| {title} | " + " | ".join(cells) + f" | {st['positions']} |")
+    if variants:
+        out += ["", f"Co-attention variants against NGCN on the test split (MangoNet at m = {variants['m']}, "
+                    "`make coattention-variants`; the default was chosen on validation, not here):", "",
+                "| variant | mAPC | OF1 | alpha entropy | alpha_max x P |", "|---|---:|---:|---:|---:|"]
+        for name, v in variants["variants"].items():
+            a = v.get("attention") or {}
+            cells = [f"{a[k]:.3f}" if k in a else "-" for k in ("alpha_entropy", "alpha_max_ratio")]
+            out.append(f"| {name} | {v['mAPC']:.3f} | {v['OF1']:.3f} | " + " | ".join(cells) + " |")
+    if selection:
+        titles = {d["method"]: title for title, d in details.items() if isinstance(d, dict) and "method" in d}
+        out += ["", "Settings chosen on the validation split (`make select`; the test split was not scored):", "",
+                "| Method | chosen | grid size | val mAPC |", "|---|---|---:|---:|"]
+        for method, sel in selection.items():
+            chosen = ", ".join(f"{k} {v}" for k, v in sel["chosen"].items())
+            label = titles.get(method, "MangoNet's co-attention variant" if method == "coattention" else method)
+            out.append(f"| {label} | {chosen} | {sel['grid_size']} | {sel['val_mAPC']:.3f} |")
     return "\n".join(out) + "\n"
+
+
+def read_variants(path: Path) -> dict:
+    """`make coattention-variants`' reports/coattention_variants.json: {split, m, default, variants}."""
+    try:
+        data = json.loads(Path(path).read_text())
+        for name, v in data["variants"].items():
+            float(v["mAPC"]), float(v["OF1"])
+        return {"split": data["split"], "m": int(data["m"]), "default": data["default"], "variants": data["variants"]}
+    except FileNotFoundError:
+        raise MangoError(f"{path}: not found; `make coattention-variants` writes it") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MangoError(f"{path}: not a co-attention variants report (missing or bad {exc})") from None
+
+
+def read_selection(path: Path) -> dict[str, dict]:
+    """method -> {chosen, grid_size, val_mAPC, grid, section} from `make select`'s reports/selection.json."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return {method: {"chosen": s["chosen"], "grid_size": int(s["grid_size"]), "val_mAPC": float(s["val_mAPC"]),
+                         "grid": s["grid"], "section": s["section"]} for method, s in data["methods"].items()}
+    except FileNotFoundError:
+        raise MangoError(f"{path}: not found; `make select` writes it") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MangoError(f"{path}: not a selection report of `make select` (missing or bad {exc})") from None
 
 
 def attention_summary(details: dict) -> dict[str, dict]:

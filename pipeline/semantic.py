@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.errors import MangoError
 from pipeline.lemmatise import TOKEN_PATTERN, _stop_words, _wordnet
@@ -304,7 +304,7 @@ def cosine_topk(V: np.ndarray, k: int, block_size: int = 2048, *, gpu: bool | No
     eps = 4 * dim * 2.0 ** -24  # > twice the float32 error of a unit-vector inner product
     starts = range(0, m, block_size)
     retried = 0
-    for s in tqdm(starts, desc="neighbours: semantic top-k", unit="block", disable=len(starts) <= 1):
+    for s in progress(starts, desc="neighbours: semantic top-k", unit="block", disable=len(starts) <= 1):
         pending = np.arange(s, min(s + block_size, m))  # (b,) local rows still to settle
         kk, search = first_k, index
         while pending.size:

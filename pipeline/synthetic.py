@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.config import SyntheticParams
 
@@ -481,7 +481,7 @@ def generate(root: Path, params: SyntheticParams) -> dict:
         d.mkdir(parents=True, exist_ok=True)
     members: dict[str, list[int]] = {label: [] for label in LABELS}
     relevant: dict[str, list[int]] = {label: [] for label in RELEVANT_LABELS}
-    for plan in tqdm(world.images, desc="synthesize", unit="img"):
+    for plan in progress(world.images, desc="synthesize", unit="img"):
         rng = np.random.default_rng([params.seed, 1, plan.number])
         img, rel = render_image(plan, params.image_size, rng)
         (img_dir / f"im{plan.number}.jpg").write_bytes(_jpeg_bytes(img))

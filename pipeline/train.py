@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline import distributed
 from pipeline.config import TrainParams
@@ -80,8 +80,8 @@ def fit(
     for epoch in range(cfg.epochs):
         trained.train()
         start, losses = time.perf_counter(), []
-        bar = tqdm(batches(epoch), total=n_batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not main)
+        bar = progress(batches(epoch), total=n_batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       leave=False, disable=not main)
         for inputs, target in bar:
             inputs = tuple(x.to(device, non_blocking=True) for x in inputs)
             target = target.to(device, non_blocking=True).float()
@@ -120,7 +120,7 @@ def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], devic
     """Sigmoid scores (N, C) of `model` over `batches` of inputs, in order."""
     model.to(device).eval()
     out = []
-    for inputs in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False):
+    for inputs in progress(batches, total=n_batches, desc=desc, unit="batch", leave=False):
         inputs = tuple(x.to(device, non_blocking=True) for x in inputs)
         with autocast(device):
             logits = _logits(model(*inputs))

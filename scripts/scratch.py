@@ -14,10 +14,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_TIME = re.compile(r"stage (\S+) finished in ([\d.]+) s")
+STARTUP = re.compile(r"stage (\S+) finished in [\d.]+ s \(start-up ([\d.]+) s\)")
 
 
-def env() -> dict:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+def startups(out: str) -> dict[str, float]:
+    """Per stage, the seconds from its process's start to its work (from `dvc repro` output)."""
+    return {m.group(1): float(m.group(2)) for m in STARTUP.finditer(out)}
+
+
+def env(workdir: Path | None = None) -> dict:
+    """The environment of a run; with `workdir`, its own copy of `pipeline`/`stages` is imported
+    (ahead of the editable install), so the workspace can change while a scratch run goes on."""
+    out = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if workdir is not None:
+        out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH", "")]))
+    return out
 
 
 def scratch_copy(prefix: str = "mango-") -> Path:
@@ -38,7 +49,7 @@ def scratch_copy(prefix: str = "mango-") -> Path:
 def repro(workdir: Path, *args: str) -> tuple[float, dict[str, float], str]:
     """Run `dvc repro` in `workdir`; return (wall seconds, per-stage seconds, output)."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *args], cwd=workdir, env=env(), capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *args], cwd=workdir, env=env(workdir), capture_output=True, text=True)
     wall = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -53,8 +64,9 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def val_map(work: Path, predictions: str) -> float:
-    """Mean per-label AP (mAPC) of a predictions file on the scored split (validation here)."""
+def scored_metrics(work: Path, predictions: str) -> dict[str, float]:
+    """The eight metrics of a predictions file on the split the scratch copy scores as "test"
+    (the validation split under dataset.score_on: val)."""
     import numpy as np
     import polars as pl
 
@@ -66,4 +78,9 @@ def val_map(work: Path, predictions: str) -> float:
     pred = pl.read_parquet(work / predictions)
     rows = {i: r for r, i in enumerate(data.image_ids)}
     idx = np.array([rows[i] for i in pred["image_id"]])
-    return evaluate_scores(pred.select(data.label_names).to_numpy(), data.targets[idx], data.label_names).metrics["mAPC"]
+    return evaluate_scores(pred.select(data.label_names).to_numpy(), data.targets[idx], data.label_names).metrics
+
+
+def val_map(work: Path, predictions: str) -> float:
+    """Mean per-label AP (mAPC) of a predictions file on the scored split (validation here)."""
+    return scored_metrics(work, predictions)["mAPC"]

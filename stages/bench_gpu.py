@@ -44,12 +44,12 @@ def command(
     n_test: Annotated[int, typer.Option(help="Test images of the estimate (NUS-WIDE official split).")] = 107_859,
     finetune_epochs: Annotated[int | None, typer.Option(help="Epochs of the estimate [default: params finetune.epochs].")] = None,
     insatten_epochs: Annotated[int | None, typer.Option(help="Epochs of the estimate [default: params insatten.epochs].")] = None,
-    mangonet_epochs: Annotated[int | None, typer.Option(help="Epochs of the estimate [default: params mangonet.epochs].")] = None,
+    mangonet_epochs: Annotated[int | None, typer.Option(help="Epochs of the estimate [default: params methods.mangonet.epochs].")] = None,
     graph_runs: Annotated[int, typer.Option(help="MangoNet-family stages in the estimate (mangonet, ngcn, w/o GF, m3/m7/m15).")] = 6,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     params: Annotated[Path, typer.Option("--params", help="params.yaml for the epochs (skipped when absent).")] = Path("params.yaml"),
 ) -> None:
-    from pipeline.config import Params, load_params
+    from pipeline.config import Params, family_params, load_params
     from pipeline.device import resolve_device
     from pipeline.gpu_bench import PHASES, BenchConfig, run
     from pipeline.io import write_json
@@ -61,9 +61,9 @@ def command(
                           n_train=n_train, n_test=n_test,
                           finetune_epochs=finetune_epochs if finetune_epochs is not None else p.finetune.epochs,
                           insatten_epochs=insatten_epochs if insatten_epochs is not None else p.insatten.epochs,
-                          mangonet_epochs=mangonet_epochs if mangonet_epochs is not None else p.mangonet.epochs,
+                          mangonet_epochs=mangonet_epochs if mangonet_epochs is not None else family_params(p, "mangonet").epochs,
                           graph_runs=graph_runs)
-        dev = resolve_device(device)
+        dev = resolve_device(device, "auto")  # bf16 autocast where the device has native bf16
         report = run(cfg, dev)
 
         info = report["device"]

@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("finetune", "finetune", "Train the backbone (any torchvision CNN; frozen or finetuned) with multi-label BCE (the Multi-CNN)."),
     ("features", "features", "Run every image through the backbone once into the feature store."),
     ("insatten", "insatten", "Train the instance-level attention module (eq. 1-3) on cached maps."),
+    ("nodes", "nodes", "MangoNet's co-attended node features (eq. 4-9), once for every image and neighbour rank."),
     ("train", "train", "Train a registered neighbourhood method (MangoNet, eq. 4-11) on cached features."),
     ("evaluate", "evaluate", "Score one predictions file against a truth file (eight metrics)."),
     ("report", "report", "Score every method's predictions into reports/metrics.json and tables."),

@@ -1,7 +1,8 @@
 """`mango features`: every image through the finetuned backbone once, into the feature store.
 
 Also writes the Multi-CNN predictions (the finetuned backbone's own head) for the test split.
-Under torchrun only rank 0 extracts (one writer of the store); the other processes wait.
+Under torchrun every process extracts its share of the images into the one store (rank 0 writes
+the index, meta and predictions).
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ def command(
     from pipeline.device import resolve_device
     from pipeline.errors import MangoError
     from pipeline.finetune import backbone_from_params, extract_features
-    from pipeline.io import atomic_path
     from pipeline.train import load_checkpoint
 
     with stage_timer("features"):
         p = load_params(params)
-        device = resolve_device(p.device)
+        device = resolve_device(p.device, p.precision)
         data = load_annotated(prepared, metadata)
         ckpt = load_checkpoint(checkpoint)
         trained = BackboneParams(**ckpt["config"]["backbone"])
@@ -42,9 +42,9 @@ def command(
                              f"{p.backbone} on {data.label_names}; re-run finetune")
         model = backbone_from_params(trained, len(data.label_names), weights="none")  # the checkpoint holds them
         model.load_state_dict(ckpt["model"])
-        with distributed.session(device):
+        with distributed.session(device):  # under torchrun every process extracts its share
+            with distributed.shared_atomic_dir(out) as tmp:
+                scores = extract_features(model, data, p.backbone, p.features, device, tmp)
             if distributed.is_main():
-                with atomic_path(out, directory=True) as tmp:
-                    scores = extract_features(model, data, p.backbone, p.features, device, tmp)
                 test = data.select("test")
                 write_predictions(predictions, [data.image_ids[i] for i in test], scores[test], data.label_names)

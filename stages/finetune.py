@@ -28,7 +28,7 @@ def command(
 
     with stage_timer("finetune"):
         p = load_params(params)
-        device = resolve_device(p.device)
+        device = resolve_device(p.device, p.precision)
         seed_everything(p.seed)
         data = load_annotated(prepared, metadata)
         with distributed.session(device):  # DDP under torchrun; a no-op otherwise

@@ -35,7 +35,7 @@ def command(
 
     with stage_timer("insatten"):
         p = load_params(params)
-        device = resolve_device(p.device)
+        device = resolve_device(p.device, p.precision)
         seed_everything(p.seed)
         store, targets = open_store_with_labels(features, prepared, metadata)
         with distributed.session(device):  # DDP under torchrun; a no-op otherwise

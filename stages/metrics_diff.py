@@ -13,23 +13,32 @@ from stages.common import ParamsOption
 def command(
     rev: Annotated[str, typer.Option(help="Git revision to compare with.")] = "HEAD",
     metrics: Annotated[Path, typer.Option(help="The DVC metrics file.")] = Path("reports/metrics.json"),
-    tolerance: Annotated[float | None, typer.Option(help="Allowed drop (default: gate.tolerance in params).")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="One allowed drop for every metric, instead of the "
+                                                         "seed-derived ones of the gate section in params.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     from pipeline.config import load_params
     from pipeline.errors import MangoError
-    from pipeline.gate import compare, dvc_metrics_diff, markdown
+    from pipeline.gate import compare, dvc_metrics_diff, markdown, seed_std, tolerances
 
     gate = load_params(params).gate
-    tol = gate.tolerance if tolerance is None else tolerance
-    if tol < 0:
-        raise MangoError(f"--tolerance must be >= 0, got {tol}")
+    if tolerance is not None and tolerance < 0:
+        raise MangoError(f"--tolerance must be >= 0, got {tolerance}")
     if not metrics.exists():
         raise MangoError(f"{metrics}: not found; run `dvc repro` first")
-    rows = compare(dvc_metrics_diff(rev, [str(metrics)]), tuple(gate.metrics))
-    typer.echo(markdown(rows, rev, tol))
-    failed = [r for r in rows if r.fails(tol)]
+    if tolerance is not None:
+        floor, sigmas, std, rule = tolerance, 0.0, {}, f"{tolerance} (--tolerance)"
+    elif gate.spread and Path(gate.spread).exists():
+        floor, sigmas, std = gate.tolerance, gate.sigmas, seed_std(Path(gate.spread))
+        rule = f"max({gate.tolerance}, {gate.sigmas:g} x seed std of {gate.spread})"
+    else:
+        if gate.spread:
+            typer.echo(f"gate: {gate.spread} not found (make seeds writes it); every allowed drop is gate.tolerance", err=True)
+        floor, sigmas, std, rule = gate.tolerance, 0.0, {}, f"{gate.tolerance} (gate.tolerance)"
+    rows = tolerances(compare(dvc_metrics_diff(rev, [str(metrics)]), tuple(gate.metrics)), floor, sigmas, std)
+    typer.echo(markdown(rows, rev))
+    failed = [r for r in rows if r.fails()]
     if failed:
-        typer.echo(f"\nmetric gate FAILED: {len(failed)} drop(s) larger than {tol} against {rev}", err=True)
+        typer.echo(f"\nmetric gate FAILED: {len(failed)} drop(s) larger than allowed ({rule}) against {rev}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"\nmetric gate passed: no {'/'.join(gate.metrics)} drop larger than {tol} against {rev}")
+    typer.echo(f"\nmetric gate passed: no {'/'.join(gate.metrics)} drop larger than allowed ({rule}) against {rev}")

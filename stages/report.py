@@ -17,13 +17,17 @@ def command(
     metrics: Annotated[Path, typer.Option(help="DVC metrics JSON to write.")],
     table: Annotated[Path, typer.Option(help="Markdown results table to write.")],
     details: Annotated[Path, typer.Option(help="JSON with per-label AP, excluded labels and notes.")],
+    selection: Annotated[Path | None, typer.Option(help="Settings chosen on validation (`make select`), copied "
+                                                        "into the details as `selection`.")] = None,
+    variants: Annotated[Path | None, typer.Option(help="MangoNet's co-attention variants on the test split "
+                                                       "(`make coattention-variants`), shown as a table.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     from pipeline.config import load_params
     from pipeline.data import load_annotated
     from pipeline.io import atomic_path, read_json, write_json
     from pipeline.paper_results import PUBLISHED, TABLES
-    from pipeline.report import attention_summary, results_markdown, score_predictions
+    from pipeline.report import attention_summary, read_selection, read_variants, results_markdown, score_predictions
 
     with stage_timer("report"):
         p = load_params(params)
@@ -38,6 +42,9 @@ def command(
             published, numbers = PUBLISHED[summary["dataset"]], TABLES[summary["dataset"]]
         write_json(scores, metrics)
         attention = {info[title]["method"]: stats for title, stats in attention_summary(info).items()}
-        write_json({"summary": summary, "methods": info, "attention": attention}, details)
+        chosen = read_selection(selection) if selection is not None else {}
+        coatten = read_variants(variants) if variants is not None else None
+        write_json({"summary": summary, "methods": info, "attention": attention, "selection": chosen,
+                    **({"coattention_variants": coatten} if coatten else {})}, details)
         with atomic_path(table) as tmp:
-            tmp.write_text(results_markdown(scores, info, summary, published, numbers))
+            tmp.write_text(results_markdown(scores, info, summary, published, numbers, chosen, coatten))

@@ -18,6 +18,8 @@ def command(
     predictions: Annotated[Path, typer.Option(help="Predictions Parquet to write (test split).")],
     attention: Annotated[Path | None, typer.Option(help="Attention store written by `mango insatten`.")] = None,
     neighbours: Annotated[Path | None, typer.Option(help="neighbours.parquet written by `mango neighbours`.")] = None,
+    nodes: Annotated[Path | None, typer.Option(help="Node store written by `mango nodes` (MangoNet family; "
+                                                    "without it the node features are computed in this run).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to write (trainable methods).")] = None,
     live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
     params: ParamsOption = Path("params.yaml"),
@@ -37,7 +39,7 @@ def command(
         p = load_params(params)
         if spec.train is None:
             raise MangoError(f"method '{method}' is produced by the {spec.stage} stage, not by `mango train`")
-        device = resolve_device(p.device)
+        device = resolve_device(p.device, p.precision)
         seed_everything(p.seed)
         store, targets = open_store_with_labels(features, prepared, metadata)
         m = spec.m or p.m
@@ -52,6 +54,10 @@ def command(
             if attention is None:
                 raise MangoError(f"method '{method}' reads InsAtten's attention maps: pass --attention")
             ctx.attention = AttentionStore.open(attention)
+            if nodes is not None and spec.uses_neighbours:
+                from pipeline.nodes import NodeStore
+
+                ctx.nodes = NodeStore.open(nodes)
         if spec.uses_metadata:
             ctx.metadata = term_matrix(read_parquet(metadata, METADATA_SCHEMA), store)
         with distributed.session(device):  # DDP under torchrun (every trainer goes through pipeline.train.fit)

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.dataset_fixtures import write_coco, write_groups, write_nuswide
-from tests.test_e2e import ROOT, TINY, merge, run
+from tests.test_e2e import REPORT_INPUTS, ROOT, TINY, merge, run
 
 KEEP_PREDICTIONS = ("multicnn", "insatten", "mangonet")
 CHAIN = ("prepare", "lemmatise", "neighbours", "finetune", "features", "insatten", "train@mangonet", "report")
@@ -55,6 +55,9 @@ def project(tmp_path: Path, dataset: dict) -> Path:
     work.mkdir()
     dvc_yaml = reduced_dvc_yaml(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
     (work / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    (work / "reports").mkdir()
+    for name in REPORT_INPUTS:
+        shutil.copy(ROOT / "reports" / name, work / "reports" / name)
     for package in ("pipeline", "stages"):
         shutil.copytree(ROOT / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
     tiny = merge(TINY, {"lemmatise": {"vocab_size": 100}, "finetune": {"epochs": 1}})

@@ -203,8 +203,11 @@ def test_ddp_training_stages_match_one_process(tmp_path):
 
     finetune = ["finetune", "--prepared", str(w["prepared"]), "--metadata", str(w["metadata"]),
                 "--out", str(ddp / "backbone.pt"), "--params", str(w["params"])]
-    insatten, mangonet, tune = zip(*two_processes(
-        [insatten_args(w, ddp), mangonet_args(w, ref / "attention", ddp), finetune], tmp_path / "report"))
+    features = ["features", "--prepared", str(w["prepared"]), "--metadata", str(w["metadata"]),
+                "--checkpoint", str(ddp / "backbone.pt"), "--params", str(w["params"])]
+    insatten, mangonet, tune, extract = zip(*two_processes(
+        [insatten_args(w, ddp), mangonet_args(w, ref / "attention", ddp), finetune,
+         [*features, "--out", str(ddp / "features"), "--predictions", str(ddp / "multicnn.parquet")]], tmp_path / "report"))
 
     # DDP really ran: each rank wrapped the model, trained on its share (3 epochs x 32 rows in all:
     # batches 7,7,7,7,4 -> rank 0 takes 4,4,4,4,2 and rank 1 3,3,3,3,2), and only rank 0 wrote
@@ -231,6 +234,17 @@ def test_ddp_training_stages_match_one_process(tmp_path):
     assert [r["writes"] for r in tune] == [1, 0]
     ckpt = torch.load(ddp / "backbone.pt", weights_only=True)
     assert ckpt["labels"] == list("abc") and len(ckpt["history"]) == 1 and np.isfinite(ckpt["history"][0]["train_loss"])
+
+    # features: each rank extracted its half of the images into the one store; identical to one process
+    one_process([*features, "--out", str(ref / "features"), "--predictions", str(ref / "multicnn.parquet")])
+    assert [r["writes"] for r in extract] == [1, 0]  # the Multi-CNN predictions, by rank 0
+    for name in ("maps.npy", "pooled.npy", "scores.npy"):
+        a, b = np.load(ref / "features" / name), np.load(ddp / "features" / name)
+        assert a.shape == b.shape and a.shape[0] == N
+        np.testing.assert_allclose(b.astype(np.float32), a.astype(np.float32), atol=1e-3, err_msg=name)
+    assert pl.read_parquet(ddp / "features" / "index.parquet").equals(pl.read_parquet(ref / "features" / "index.parquet"))
+    assert json.loads((ddp / "features" / "meta.json").read_text())["processes"] == 2
+    assert max_score_gap(ref / "multicnn.parquet", ddp / "multicnn.parquet") < TOL
     assert leftovers(ddp) == []
 
 

@@ -22,8 +22,12 @@ TINY = {
     "finetune": {"epochs": 1, "batch_size": 16, "num_workers": 0},
     "features": {"batch_size": 32, "num_workers": 0},
     "insatten": {"epochs": 2, "batch_size": 16, "hidden": 32},
-    "mangonet": {"epochs": 2, "batch_size": 16, "hidden": 32},
+    "mangonet": {"batch_size": 16, "hidden": 32},
+    "methods": {name: {"epochs": 2} for name in ("mangonet", "ngcn", "mangonet_wo_gf", "mangonet_m3", "mangonet_m7",
+                                                 "mangonet_m15")},
 }
+# Files of reports/ that dvc.yaml reads (written by make targets outside the DAG).
+REPORT_INPUTS = ("selection.json", "coattention_variants.json")
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -46,6 +50,9 @@ def test_dvc_repro_tiny_then_experiment(tmp_path):
     work = tmp_path / "project"
     work.mkdir()
     shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
+    (work / "reports").mkdir()
+    for name in REPORT_INPUTS:
+        shutil.copy(ROOT / "reports" / name, work / "reports" / name)
     for package in ("pipeline", "stages"):  # dvc.yaml lists their files as dependencies
         shutil.copytree(ROOT / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)

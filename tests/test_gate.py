@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.gate import Row, compare
+from pipeline.errors import MangoError
+from pipeline.gate import Row, compare, seed_std, tolerances
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +29,21 @@ def test_compare_and_fail_rules():
     assert not rows[("NCNN", "mAPC")].fails(0.0)  # new method
     assert rows[("KNN", "OF1")].fails(1.0)  # vanished row
     assert Row("A", "mAPC", 0.5, 0.7).delta == pytest.approx(0.2)
+
+
+def test_tolerance_is_sigmas_times_the_seed_std_with_a_floor(tmp_path):
+    spread = tmp_path / "seed_spread.json"
+    spread.write_text(json.dumps({"spread": {"MangoNet": {"mAPC": {"mean": 0.8, "std": 0.02}, "OF1": {"mean": 0.7, "std": 0.001}}}}))
+    std = seed_std(spread)
+    assert std == {("MangoNet", "mAPC"): 0.02, ("MangoNet", "OF1"): 0.001}
+    rows = tolerances([Row("MangoNet", "mAPC", 0.8, 0.75), Row("MangoNet", "OF1", 0.7, 0.69),
+                       Row("NCNN", "mAPC", 0.7, 0.685)], floor=0.01, sigmas=3, std=std)
+    assert [r.tolerance for r in rows] == pytest.approx([0.06, 0.01, 0.01])  # 3 sigma; floor; unmeasured: floor
+    assert [r.fails() for r in rows] == [False, False, True]
+    assert tolerances([Row("MangoNet", "mAPC", 0.8, 0.73)], 0.01, 3, std)[0].fails()  # beyond 3 sigma
+    spread.write_text("{}")
+    with pytest.raises(MangoError, match="seed-spread"):
+        seed_std(spread)
 
 
 def git(cwd, *args):
@@ -53,11 +69,20 @@ def test_metrics_diff_command_exit_codes(tmp_path):
     metrics.write_text(json.dumps({"MangoNet": {"mAPC": 0.795, "OF1": 0.72}, "KNN": {"mAPC": 0.5, "OF1": 0.4}}))
     ok = gate()
     assert ok.returncode == 0, ok.stderr
-    assert "| MangoNet | mAPC | 0.8000 | 0.7950 | -0.0050 | ok |" in ok.stdout
+    assert "| MangoNet | mAPC | 0.8000 | 0.7950 | -0.0050 | 0.0100 | ok |" in ok.stdout
 
     metrics.write_text(json.dumps({"MangoNet": {"mAPC": 0.70, "OF1": 0.72}, "KNN": {"mAPC": 0.5, "OF1": 0.4}}))
     bad = gate()
     assert bad.returncode == 1
-    assert "| MangoNet | mAPC | 0.8000 | 0.7000 | -0.1000 | **FAIL** |" in bad.stdout
+    assert "| MangoNet | mAPC | 0.8000 | 0.7000 | -0.1000 | 0.0100 | **FAIL** |" in bad.stdout
     assert "metric gate FAILED" in bad.stderr
     assert gate("--tolerance", "0.2").returncode == 0
+
+    # with a measured seed spread: 3 x 0.02 allows -0.05, still fails -0.1
+    (tmp_path / "reports" / "seed_spread.json").write_text(json.dumps({"spread": {"MangoNet": {"mAPC": {"std": 0.02}}}}))
+    metrics.write_text(json.dumps({"MangoNet": {"mAPC": 0.75, "OF1": 0.72}, "KNN": {"mAPC": 0.5, "OF1": 0.4}}))
+    noisy = gate()
+    assert noisy.returncode == 0, noisy.stdout
+    assert "| MangoNet | mAPC | 0.8000 | 0.7500 | -0.0500 | 0.0600 | ok |" in noisy.stdout
+    metrics.write_text(json.dumps({"MangoNet": {"mAPC": 0.70, "OF1": 0.72}, "KNN": {"mAPC": 0.5, "OF1": 0.4}}))
+    assert gate().returncode == 1

@@ -62,7 +62,8 @@ def assert_same(got, want):
 def test_index_equals_blocked_equals_dense(seed, n, n_terms, max_size, k):
     X = random_matrix(seed, n, n_terms, max_size)
     want = dense_reference(X, k)
-    assert_same(jaccard_topk(X, k), want)
+    assert_same(jaccard_topk(X, k, method="index"), want)
+    assert_same(jaccard_topk(X, k), want)  # auto: the blocked product at this size
     assert_same(jaccard_topk_blocked(X, k, block_size=17), want)
     assert (want[0] == -1).any() or k == 1  # the data exercises padding
 
@@ -86,13 +87,13 @@ def test_identical_sets_come_first_in_row_order_and_interleave_with_ties():
     sets = [[0, 1], [0], [0, 1], [0, 1, 2], [0], [0, 1], [2]]
     X = sp.csr_matrix((np.ones(sum(map(len, sets))), (np.repeat(np.arange(7), [len(s) for s in sets]),
                                                        np.concatenate(sets))), shape=(7, 3))
-    idx, score = jaccard_topk(X, k=5)
+    idx, score = jaccard_topk(X, k=5, method="index")
     assert idx[0].tolist() == [2, 5, 3, 1, 4]  # copies (phi 1), then {0,1,2} 2/3, then {0} 1/2 by row
     np.testing.assert_array_equal(score[0], [1.0, 1.0, 2 / 3, 0.5, 0.5])
     assert idx[5].tolist() == [0, 2, 3, 1, 4]
     assert idx[1].tolist() == [4, 0, 2, 5, 3]  # {0}: its copy, then the {0,1} rows (1/2), then 1/3
     np.testing.assert_array_equal(score[1], [1.0, 0.5, 0.5, 0.5, 1 / 3])
-    idx2, score2 = jaccard_topk(X, k=1)  # the group of three alone fills k: nothing else searched
+    idx2, score2 = jaccard_topk(X, k=1, method="index")  # the group of three alone fills k: nothing else searched
     assert idx2[:, 0].tolist() == [2, 4, 0, 0, 1, 0, 3]
     assert_same((idx2, score2), dense_reference(X, 1))
 
@@ -114,9 +115,10 @@ def test_degenerate_inputs(shape):
     X = sp.csr_matrix(shape)  # no stored entries: nobody has a neighbour
     if shape == (1, 4):
         X = sp.csr_matrix(np.array([[1, 0, 1, 0]]))  # one row: no other row to be a neighbour
-    idx, score = jaccard_topk(X, k=3)
-    assert idx.shape == score.shape == (shape[0], 3)
-    assert (idx == -1).all() and np.isnan(score).all()
+    for method in ("index", "blocked"):
+        idx, score = jaccard_topk(X, k=3, method=method)
+        assert idx.shape == score.shape == (shape[0], 3)
+        assert (idx == -1).all() and np.isnan(score).all()
 
 
 def test_search_neighbours_single_row_splits_and_default_method():

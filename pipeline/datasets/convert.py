@@ -427,9 +427,8 @@ def convert(source: str, out: str | os.PathLike, root: str | os.PathLike | None 
 
     `rasteriser`: "auto" (find_rasteriser), or a (name, function) pair, or None for none.
     """
-    from tqdm import tqdm
-
     from pipeline.io import atomic_path
+    from pipeline.progress import progress as progress_bar
 
     if source not in COLLECTORS:
         raise MangoError(f"unknown source '{source}': choose one of {', '.join(SOURCES)}")
@@ -456,7 +455,7 @@ def convert(source: str, out: str | os.PathLike, root: str | os.PathLike | None 
         raw_dir, clean_dir = img_dir / "meta" / "tags_raw", img_dir / "meta" / "tags"
         for d in (raw_dir, clean_dir, tmp / ANNOTATION_DIR):
             d.mkdir(parents=True)
-        for item in tqdm(col.items, desc=f"convert {source}", unit="img", disable=not progress):
+        for item in progress_bar(col.items, desc=f"convert {source}", unit="img", disable=not progress):
             try:
                 picture = render(item.path, size, rasterise)
             except Exception as exc:  # noqa: BLE001 - any decoder or rasteriser failure skips the file

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.datasets.base import METADATA_RAW_SCHEMA, Prepared
 from pipeline.errors import MangoError
@@ -221,7 +221,7 @@ def read_nuswide(root: str | Path, groups: str = "") -> Prepared:
     concepts_path, concepts = _concepts(root)
     labels = np.zeros((n, len(concepts)), dtype=np.uint8)  # (N, C)
     malformed = 0
-    for j, concept in enumerate(tqdm(concepts, desc="nuswide: label files", unit="file")):
+    for j, concept in enumerate(progress(concepts, desc="nuswide: label files", unit="file")):
         path = root / LABEL_DIR / f"Labels_{concept}.txt"
         labels[:, j], bad = read_label_file(path, n)
         if bad:

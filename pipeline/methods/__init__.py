@@ -38,6 +38,7 @@ class Context:
     multicnn: np.ndarray | None = None  # (N, C) Multi-CNN scores (sigmoid) of every row
     metadata: "sp.csr_matrix | None" = None  # noqa: F821 (N, |T|) binary term matrix, columns in vocabulary order
     m: int = 0  # the neighbourhood size this run uses (params.m, or the method's fixed m)
+    nodes: "NodeStore | None" = None  # noqa: F821 (pipeline.nodes): MangoNet's node features, computed once
 
     def rows(self, split: str) -> np.ndarray:
         return self.store.index.filter(pl.col("split") == split)["row"].to_numpy()

@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
+from pipeline.progress import progress
 
 from pipeline.config import method_params
 from pipeline.errors import MangoError
@@ -88,12 +88,12 @@ def train(ctx: Context) -> tuple[None, np.ndarray, dict]:
         log.warning("%s: only %d training images, using K = %d instead of methods.%s.k = %d", NAME, k, k, NAME, p.k)
     pooled = ctx.store.pooled
     index = CosineIndex(pooled.shape[1], ctx.device, NAME)  # GPU when FAISS has one and the run is on CUDA
-    for start in tqdm(range(0, len(train_rows), p.block_size), desc=f"{NAME}: index", unit="block", leave=False):
+    for start in progress(range(0, len(train_rows), p.block_size), desc=f"{NAME}: index", unit="block", leave=False):
         index.add(gather(pooled, train_rows[start:start + p.block_size]))  # positions = order in train_rows
     train_labels = ctx.targets[train_rows]  # (N_train, C)
 
     scores = np.zeros((len(test_rows), ctx.targets.shape[1]), dtype=np.float32)  # (N_test, C)
-    for start in tqdm(range(0, len(test_rows), p.block_size), desc=f"{NAME}: search", unit="block", leave=False):
+    for start in progress(range(0, len(test_rows), p.block_size), desc=f"{NAME}: search", unit="block", leave=False):
         block = test_rows[start:start + p.block_size]
         sim, pos = index.search(gather(pooled, block), k)  # (B, K) cosine, (B, K) positions in train_rows
         scores[start:start + len(block)] = vote(train_labels[pos], sim, p.weighting)  # (B, K, C) -> (B, C)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pipeline.batching import gather_maps, index_batches, n_batches
+from pipeline.config import family_params
 from pipeline.methods import Context, Method, register
 from pipeline.models.mangonet import MangoNet, normalised_entropy
 from pipeline.train import fit, predict
@@ -94,23 +95,59 @@ def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: i
     return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
+def store_batches(ctx: Context, rows: np.ndarray, m: int, holistic: bool, batch_size: int = 256):
+    """Head inputs (z, target_global, mask) for `rows` from the node store, in order."""
+    for idx in index_batches(rows, batch_size, shuffle=False):
+        yield ctx.nodes.inputs(idx, ctx.neighbours, m, holistic)
+
+
+def reads_node_store(ctx: Context, model: MangoNet, name: str) -> bool:
+    """Whether this run takes its node features from the node store (`mango nodes`)."""
+    if ctx.nodes is None or model.learns_coattention:
+        if ctx.nodes is not None:
+            log.info("%s: the co-attention temperature is learnt: node features computed in every batch, "
+                     "the node store is not read", name)
+        return False
+    if model.nodes == "coatten":
+        why = ctx.nodes.matches(model.coatten, ctx.params.mangonet.coatten_pool)
+        if why:
+            log.warning("%s: the node store %s was computed with other co-attention settings (%s): computing the "
+                        "node features in this run instead; re-run the nodes stage", name, ctx.nodes.root, why)
+            return False
+    return True
+
+
 def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNet, np.ndarray, dict]:
     """Fit a MangoNet-family model on training rows (train neighbours); score the test rows, in one
-    pass that also measures the co-attention maps."""
-    p, m, seed = ctx.params.mangonet, ctx.m, ctx.params.seed
+    pass that also measures the co-attention maps.
+
+    Node features come from the node store when there is one (`mango nodes`, computed once for
+    every m), else they are computed here once (in memory up to NODE_CACHE_BYTES), else in every
+    batch (a learnt co-attention temperature, or too many rows)."""
+    p, m, seed = family_params(ctx.params, name), ctx.m, ctx.params.seed
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
     targets = torch.from_numpy(ctx.targets.astype(np.float32))
-    cached = (not model.learns_coattention
+    from_store = reads_node_store(ctx, model, name)
+    holistic = model.nodes == "holistic"
+    cached = (not from_store and not model.learns_coattention
               and len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES)
-    if cached:
-        inputs = node_inputs(ctx, model, train_rows, m, p.coatten_pool)
+    fits = len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES
+    if from_store and not fits:
+        def batches(epoch: int):
+            for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
+                yield ctx.nodes.inputs(idx, ctx.neighbours, m, holistic), targets[idx]
+
+        trained: nn.Module = _Head(model)
+    elif cached or from_store:  # the training rows' node features in memory, read or computed once
+        inputs = (ctx.nodes.inputs(train_rows, ctx.neighbours, m, holistic) if from_store
+                  else node_inputs(ctx, model, train_rows, m, p.coatten_pool))
         position = np.arange(len(train_rows))
 
         def batches(epoch: int):
             for i in index_batches(position, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
                 yield tuple(x[i] for x in inputs), targets[train_rows[i]]
 
-        trained: nn.Module = _Head(model)
+        trained = _Head(model)
     else:
         log.info("%s: co-attention runs in every batch (%s)", name, "its temperature is learnt"
                  if model.learns_coattention else f"node features of {len(train_rows)} rows exceed "
@@ -122,13 +159,18 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
 
         trained = model
     history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
-    stats = AttentionStats()
-    test_inputs = node_batches(ctx, model, test_rows, m, p.coatten_pool, stats)
+    if from_store:
+        test_inputs = store_batches(ctx, test_rows, m, holistic)
+        stats = None
+    else:
+        stats = AttentionStats()
+        test_inputs = node_batches(ctx, model, test_rows, m, p.coatten_pool, stats)
     scores = predict(_Head(model), test_inputs, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
-    config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature}
+    config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature,
+              "node_features": "node store" if from_store else "this run"}
     info = {"config": config, "history": history}
     if model.nodes == "coatten":
-        info["attention"] = stats.summary()
+        info["attention"] = ctx.nodes.attention(test_rows, ctx.neighbours, m) if from_store else stats.summary()
     return model, scores, info
 
 
