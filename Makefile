@@ -7,7 +7,7 @@ export VENV PYTHON
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench-repro seeds select coattention-variants select-backbone real real-openmoji clean-venv
+.PHONY: setup repro test bench-repro seeds select coattention-variants precision-check select-backbone real real-openmoji clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,10 @@ seeds: setup
 # reports/selection.json, which the report copies into reports/evaluation.json.
 select: setup
 	$(BIN)/python scripts/select_settings.py --plan scripts/selection_plan.yaml --out reports/selection.json
+
+# The metrics with precision: fp32 against the committed ones (bf16 autocast where native).
+precision-check: setup
+	$(BIN)/python scripts/precision_check.py
 
 # MangoNet's co-attention variants against NGCN, scored once on the test split (after selection).
 coattention-variants: setup

@@ -116,7 +116,8 @@ def extract_features(model: Backbone, data: LabelledImages, backbone: BackbonePa
     Under torchrun every process extracts its contiguous share of the images into the same
     memory-mapped arrays of `out_dir` (a folder all of them see, `distributed.shared_atomic_dir`):
     rank 0 creates the files, the others open them once they exist, and rank 0 writes the index
-    and meta when all shares are in. Each image's maps do not depend on which process ran it."""
+    and meta when all shares are in. Each image's maps do not depend on which process ran it (up to
+    rounding where kernels depend on the batch size: cuDNN, bf16)."""
     from pipeline import distributed
     from pipeline.device import autocast
 

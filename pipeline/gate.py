@@ -5,7 +5,8 @@
 
 The tolerance of a (method, metric) is derived from the noise measured for it: max(floor,
 sigmas x the standard deviation of that metric over training seeds, `make seeds`), so an
-unrelated change does not fail CI on seed noise, while a drop beyond it is a regression.
+unrelated change does not fail CI on seed noise, while a drop beyond it is a regression. The
+spread is read at the compared revision, so a change cannot widen its own gate.
 """
 
 from __future__ import annotations
@@ -66,14 +67,21 @@ def compare(diff: dict, metrics: tuple[str, ...]) -> list[Row]:
     return sorted(rows, key=lambda r: (r.method, metrics.index(r.metric)))
 
 
-def seed_std(spread_path: Path) -> dict[tuple[str, str], float]:
-    """(method title, metric) -> standard deviation over seeds, from `make seeds`' JSON."""
+def seed_std(spread_path: Path, text: str | None = None) -> dict[tuple[str, str], float]:
+    """(method title, metric) -> standard deviation over seeds, from `make seeds`' JSON (its
+    `text`, or the file)."""
     try:
-        data = json.loads(spread_path.read_text())
+        data = json.loads(spread_path.read_text() if text is None else text)
         return {(method, metric): float(v["std"]) for method, per in data["spread"].items() for metric, v in per.items()}
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MangoError(f"{spread_path}: not a seed-spread file of `make seeds` ({exc}); "
                          f"set gate.spread: '' to gate on the floor gate.tolerance alone") from None
+
+
+def file_at(rev: str, path: str) -> str | None:
+    """The text of `path` at git revision `rev`, or None when it is not there."""
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
 
 
 def tolerances(rows: list[Row], floor: float, sigmas: float, std: dict[tuple[str, str], float]) -> list[Row]:

@@ -13,6 +13,7 @@ computes them once and every MangoNet-family trainer (any m <= k_max) and its pr
     <root>/neighbour_alpha.npy (N, K, 2) float32  per node: normalised entropy of alpha, alpha_max * P
     <root>/target_alpha.npy    (N, K, 2) float32  the same for the target node at m = r + 1
     <root>/beta_entropy.npy (N,)      float32  mean normalised entropy of image i's C beta maps
+    <root>/neighbours.npy   (N, K)    int64    the neighbour rows the nodes were computed for (-1 missing)
     <root>/meta.json        K, D, P, the co-attention settings, coatten_pool
 
 Neighbour nodes are computed grouped by the neighbour image j, so each phi_j is read once
@@ -36,7 +37,7 @@ from pipeline.errors import MangoError
 from pipeline.models.mangonet import (
     CoAttentionConfig,
     attention_maps,
-    coattention,
+    coattention_shared,
     coattention_weights,
     normalised_entropy,
 )
@@ -45,7 +46,7 @@ from pipeline.progress import progress
 log = logging.getLogger(__name__)
 
 FILES = ("neighbour_z.npy", "target_z.npy", "global.npy", "neighbour_alpha.npy", "target_alpha.npy",
-         "beta_entropy.npy", "meta.json")
+         "beta_entropy.npy", "neighbours.npy", "meta.json")
 
 
 def _confidence(y: np.ndarray, cfg: CoAttentionConfig) -> torch.Tensor:
@@ -60,7 +61,7 @@ def _alpha_stats(alpha: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_nodes(maps: np.ndarray, beta: np.ndarray, y: np.ndarray, neighbours: np.ndarray, cfg: CoAttentionConfig,
-                  pool: int, out: Path, block: int = 64) -> dict:
+                  pool: int, out: Path, block: int = 64, chunk: int = 256) -> dict:
     """Write the node store for all N images into the folder `out`.
 
     maps (N, D, H, W) and beta (N, C, H, W) memmaps, y (N, C) InsAtten logits, neighbours (N, K)
@@ -100,33 +101,36 @@ def compute_nodes(maps: np.ndarray, beta: np.ndarray, y: np.ndarray, neighbours:
         nb_conf = conf[np.where(nb >= 0, nb, 0)]  # (B, K, C)
         w_target = torch.stack([coattention_weights(conf[rows], nb_conf[:, :m], mask[:, :m], cfg.target)[:, 0]
                                 for m in range(1, k + 1)], dim=1)  # (B, K, C)
-        maps_t = attention_maps(b.unsqueeze(1), cfg.maps).expand(-1, k, -1, -1)  # (B, K, C, P)
-        alpha_t = coattention(w_target, maps_t, temperature)  # (B, K, P)
+        maps_b = attention_maps(b, cfg.maps)  # (B, C, P)
+        alpha_t = coattention_shared(w_target, maps_b, temperature)  # (B, K, P)                eq. 8
         target_z[rows] = torch.bmm(alpha_t, phi.transpose(1, 2)).numpy().astype(np.float16)  # eq. 9: (B, K, D)
         target_alpha[rows] = _alpha_stats(alpha_t).numpy()
-        # neighbours: every pair (i, r) whose neighbour j is in this block (eq. 4-6)
+        # neighbours: every pair (i, r) whose neighbour j is in this block (eq. 4-6), `chunk` pairs
+        # per image at a time (an image can be the neighbour of thousands)
         counts_b = counts[rows]
         width = int(counts_b.max()) if len(rows) else 0
-        if width == 0:
-            continue
-        pair_idx = np.full((len(rows), width), -1, dtype=np.int64)
-        for a, j in enumerate(rows):
-            pair_idx[a, :counts_b[a]] = np.arange(starts[j], starts[j + 1])
-        present = pair_idx >= 0
-        safe = np.where(present, pair_idx, 0)
-        w_pair = coattention_weights(conf[src[safe]].reshape(-1, conf.shape[1]), conf[dst[safe]].reshape(-1, 1, conf.shape[1]),
-                                     torch.ones(safe.size, 1, dtype=torch.bool), cfg.target)[:, 1]  # (B*W, C)
-        maps_n = attention_maps(b.unsqueeze(1), cfg.maps).expand(-1, width, -1, -1)  # (B, W, C, P)
-        alpha_n = coattention(w_pair.reshape(len(rows), width, -1), maps_n, temperature)  # (B, W, P)
-        z = torch.bmm(alpha_n, phi.transpose(1, 2))  # eq. 6 with phi_j shared by its W pairs: (B, W, D)
-        stats = _alpha_stats(alpha_n)  # (B, W, 2)
-        pres = torch.from_numpy(present)
-        i_idx, r_idx = src[pair_idx[present]], rank[pair_idx[present]]
-        order_w = np.lexsort((r_idx, i_idx))  # memmap writes in file order
-        neighbour_z[i_idx[order_w], r_idx[order_w]] = z[pres].numpy().astype(np.float16)[order_w]
-        neighbour_alpha[i_idx, r_idx] = stats[pres].numpy()
+        for c0 in range(0, width, chunk):
+            c1 = min(width, c0 + chunk)
+            pair_idx = np.full((len(rows), c1 - c0), -1, dtype=np.int64)  # (B, W) pair ids, -1 padding
+            for a, j in enumerate(rows):
+                have = np.arange(starts[j] + c0, min(starts[j + 1], starts[j] + c1))
+                pair_idx[a, :len(have)] = have
+            present = pair_idx >= 0
+            if not present.any():
+                continue
+            safe = np.where(present, pair_idx, 0)
+            w_pair = coattention_weights(conf[src[safe]].reshape(-1, conf.shape[1]), conf[dst[safe]].reshape(-1, 1, conf.shape[1]),
+                                         torch.ones(safe.size, 1, dtype=torch.bool), cfg.target)[:, 1]  # (B*W, C) eq. 4
+            alpha_n = coattention_shared(w_pair.reshape(len(rows), c1 - c0, -1), maps_b, temperature)  # (B, W, P) eq. 5
+            z = torch.bmm(alpha_n, phi.transpose(1, 2))  # eq. 6 with phi_j shared by its W pairs: (B, W, D)
+            stats = _alpha_stats(alpha_n)  # (B, W, 2)
+            pres = torch.from_numpy(present)
+            i_idx, r_idx = src[pair_idx[present]], rank[pair_idx[present]]
+            order_w = np.lexsort((r_idx, i_idx))  # memmap writes in file order
+            neighbour_z[i_idx[order_w], r_idx[order_w]] = z[pres].numpy().astype(np.float16)[order_w]
+            neighbour_alpha[i_idx, r_idx] = stats[pres].numpy()
     for name, arr in (("neighbour_alpha.npy", neighbour_alpha), ("target_alpha.npy", target_alpha),
-                      ("global.npy", global_), ("beta_entropy.npy", beta_entropy)):
+                      ("global.npy", global_), ("beta_entropy.npy", beta_entropy), ("neighbours.npy", neighbours)):
         np.save(out / name, arr)
     neighbour_z.flush(), target_z.flush()
     del neighbour_z, target_z
@@ -145,6 +149,7 @@ class NodeStore:
     neighbour_alpha: np.ndarray  # (N, K, 2)
     target_alpha: np.ndarray  # (N, K, 2)
     beta_entropy: np.ndarray  # (N,)
+    neighbours: np.ndarray  # (N, K) the neighbour rows the nodes were computed for
     meta: dict
 
     @classmethod
@@ -156,12 +161,23 @@ class NodeStore:
         load = lambda name, mmap=None: np.load(root / name, mmap_mode=mmap)  # noqa: E731
         return cls(root, load("neighbour_z.npy", "r"), load("target_z.npy", "r"), load("global.npy"),
                    load("neighbour_alpha.npy"), load("target_alpha.npy"), load("beta_entropy.npy"),
-                   json.loads((root / "meta.json").read_text()))
+                   load("neighbours.npy"), json.loads((root / "meta.json").read_text()))
 
-    def matches(self, cfg: CoAttentionConfig, pool: int) -> str | None:
-        """None when the store was computed with these settings, else why not."""
-        want = {**dataclasses.asdict(cfg), "coatten_pool": pool}
-        have = {**self.meta["coattention"], "coatten_pool": self.meta["coatten_pool"]}
+    def matches(self, cfg: CoAttentionConfig | None, pool: int, neighbours: np.ndarray, n: int, dim: int) -> str | None:
+        """None when the store was computed for these inputs and settings, else why not: the same
+        images and feature width, the same first m neighbour lists (`neighbours` (N, m)), the same
+        pooling and, for co-attention nodes (`cfg` given), the same eq. 4-8 variant."""
+        if (self.meta["n"], self.meta["dim"]) != (n, dim):
+            return f"{self.meta['n']} images x {self.meta['dim']} channels (wanted {n} x {dim})"
+        m = neighbours.shape[1]
+        if m > self.meta["k"]:
+            return f"node features for up to {self.meta['k']} neighbours (wanted m = {m})"
+        if not np.array_equal(self.neighbours[:, :m], neighbours):
+            return "other neighbour lists"
+        want, have = {"coatten_pool": pool}, {"coatten_pool": self.meta["coatten_pool"]}
+        if cfg is not None:
+            want.update(dataclasses.asdict(cfg))
+            have.update(self.meta["coattention"])
         diff = [f"{k} {have.get(k)} (wanted {v})" for k, v in want.items() if k != "learn_temperature" and have.get(k) != v]
         return ", ".join(diff) or None
 

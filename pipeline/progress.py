@@ -33,15 +33,16 @@ def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | N
         from tqdm import tqdm
 
         return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=leave, initial=initial, **kwargs)
-    return LineProgress(iterable, desc=desc, total=total, unit=unit, disable=disable, initial=initial)
+    return LineProgress(iterable, desc=desc, total=total, unit=unit, disable=disable, initial=initial, leave=leave)
 
 
 class LineProgress:
-    """A tqdm stand-in for logs: one line per `interval` seconds with count, rate and ETA, and a last line."""
+    """A tqdm stand-in for logs: one line per `interval` seconds with count, rate and ETA, and a last
+    line (unless `leave` is False, as for a training epoch whose caller logs its own summary)."""
 
     def __init__(self, iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
-                 disable: bool = False, initial: int = 0, interval: float | None = None) -> None:
-        self.iterable, self.desc, self.unit, self.disable = iterable, desc, unit, disable
+                 disable: bool = False, initial: int = 0, interval: float | None = None, leave: bool = True) -> None:
+        self.iterable, self.desc, self.unit, self.disable, self.leave = iterable, desc, unit, disable, leave
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.total, self.n, self.initial = total, initial, initial
@@ -97,7 +98,7 @@ class LineProgress:
         self.closed = True
         now = time.perf_counter()
         # the last line only for work that took a while (short loops would flood the log)
-        if not self.disable and now - self.start >= min(self.interval, 2.0):
+        if not self.disable and self.leave and now - self.start >= min(self.interval, 2.0):
             log.info("%s", self.line(now))
 
 

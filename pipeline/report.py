@@ -115,6 +115,11 @@ def results_markdown(metrics: dict, details: dict, summary: dict, published: dic
         for title, st in attention.items():
             cells = [f"{st[k]:.4f}" if k in st else "-" for k in ("beta_entropy", "alpha_entropy", "alpha_max_ratio")]
             out.append(f"| {title} | " + " | ".join(cells) + f" | {st['positions']} |")
+    here = summary.get("root")
+    if variants and variants.get("dataset", {}).get("root", here) != here:
+        out += ["", f"(The co-attention variants of `{variants['dataset']['root']}` are not shown: they were "
+                    f"scored on that dataset's test split, not on this one.)"]
+        variants = None
     if variants:
         out += ["", f"Co-attention variants against NGCN on the test split (MangoNet at m = {variants['m']}, "
                     "`make coattention-variants`; the default was chosen on validation, not here):", "",
@@ -125,7 +130,9 @@ def results_markdown(metrics: dict, details: dict, summary: dict, published: dic
             out.append(f"| {name} | {v['mAPC']:.3f} | {v['OF1']:.3f} | " + " | ".join(cells) + " |")
     if selection:
         titles = {d["method"]: title for title, d in details.items() if isinstance(d, dict) and "method" in d}
-        out += ["", "Settings chosen on the validation split (`make select`; the test split was not scored):", "",
+        source = next(iter(selection.values())).get("dataset", {}).get("root", here)
+        where = "" if source == here else f" of `{source}` (another dataset; none were chosen on this one)"
+        out += ["", f"Settings chosen on the validation split{where} (`make select`; the test split was not scored):", "",
                 "| Method | chosen | grid size | val mAPC |", "|---|---|---:|---:|"]
         for method, sel in selection.items():
             chosen = ", ".join(f"{k} {v}" for k, v in sel["chosen"].items())
@@ -140,7 +147,8 @@ def read_variants(path: Path) -> dict:
         data = json.loads(Path(path).read_text())
         for name, v in data["variants"].items():
             float(v["mAPC"]), float(v["OF1"])
-        return {"split": data["split"], "m": int(data["m"]), "default": data["default"], "variants": data["variants"]}
+        return {"split": data["split"], "dataset": data.get("dataset", {}), "m": int(data["m"]), "default": data["default"],
+                "variants": data["variants"]}
     except FileNotFoundError:
         raise MangoError(f"{path}: not found; `make coattention-variants` writes it") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -151,8 +159,10 @@ def read_selection(path: Path) -> dict[str, dict]:
     """method -> {chosen, grid_size, val_mAPC, grid, section} from `make select`'s reports/selection.json."""
     try:
         data = json.loads(Path(path).read_text())
+        dataset = data.get("protocol", {}).get("dataset", {})
         return {method: {"chosen": s["chosen"], "grid_size": int(s["grid_size"]), "val_mAPC": float(s["val_mAPC"]),
-                         "grid": s["grid"], "section": s["section"]} for method, s in data["methods"].items()}
+                         "grid": s["grid"], "section": s["section"], "dataset": dataset}
+                for method, s in data["methods"].items()}
     except FileNotFoundError:
         raise MangoError(f"{path}: not found; `make select` writes it") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -61,7 +61,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     default = {k: base["mangonet"][k] for k in LITERAL}
     out = ROOT / "reports" / "coattention_variants.json"
-    out.write_text(json.dumps({"split": "test", "m": base["m"], "default": default, "variants": rows}, indent=2) + "\n")
+    dataset = {"name": base["dataset"]["name"], "root": base["dataset"]["root"]}
+    out.write_text(json.dumps({"split": "test", "dataset": dataset, "m": base["m"], "default": default,
+                               "variants": rows}, indent=2) + "\n")
     print(f"written {out.relative_to(ROOT)}")
     return 0
 

@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -141,7 +142,9 @@ def run_plan(plan_path: Path, only: list[str], out: Path) -> int:
     work = scratch_copy("mango-select-")
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["dataset"]["score_on"] = "val"
-    report["protocol"] = {"score_on": "val", "val_fraction": params["dataset"]["val_fraction"],
+    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    report["protocol"] = {"dataset": {"name": params["dataset"]["name"], "root": params["dataset"]["root"]},
+                          "score_on": "val", "val_fraction": params["dataset"]["val_fraction"],
                           "split_seed": params["dataset"]["split_seed"], "seed": params["seed"],
                           "final_fit": "all of train (train + val), scored once on test"}
     try:
@@ -179,7 +182,7 @@ def run_plan(plan_path: Path, only: list[str], out: Path) -> int:
                 for key, value in chosen.items():
                     set_dotted(params, f"{section}.{key}", value)
             report["methods"][method] = {
-                "stage": spec["stage"], "section": section, "grid": grid,
+                "stage": spec["stage"], "section": section, "grid": grid, "revision": revision,
                 "grid_size": len(rows) if grid else rows[0]["inner_grid"],
                 "chosen": chosen, "val_mAPC": rows[best]["val_mAPC"], "results": rows}
             tmp = out.with_suffix(".tmp")  # after every method, atomically: an interruption keeps the done ones

@@ -19,21 +19,23 @@ def command(
 ) -> None:
     from pipeline.config import load_params
     from pipeline.errors import MangoError
-    from pipeline.gate import compare, dvc_metrics_diff, markdown, seed_std, tolerances
+    from pipeline.gate import compare, dvc_metrics_diff, file_at, markdown, seed_std, tolerances
 
     gate = load_params(params).gate
     if tolerance is not None and tolerance < 0:
         raise MangoError(f"--tolerance must be >= 0, got {tolerance}")
     if not metrics.exists():
         raise MangoError(f"{metrics}: not found; run `dvc repro` first")
+    spread = file_at(rev, gate.spread) if tolerance is None and gate.spread else None
     if tolerance is not None:
         floor, sigmas, std, rule = tolerance, 0.0, {}, f"{tolerance} (--tolerance)"
-    elif gate.spread and Path(gate.spread).exists():
-        floor, sigmas, std = gate.tolerance, gate.sigmas, seed_std(Path(gate.spread))
-        rule = f"max({gate.tolerance}, {gate.sigmas:g} x seed std of {gate.spread})"
+    elif spread is not None:  # the spread as committed at `rev`: a change cannot widen its own gate
+        floor, sigmas, std = gate.tolerance, gate.sigmas, seed_std(Path(gate.spread), spread)
+        rule = f"max({gate.tolerance}, {gate.sigmas:g} x seed std of {gate.spread} at {rev})"
     else:
         if gate.spread:
-            typer.echo(f"gate: {gate.spread} not found (make seeds writes it); every allowed drop is gate.tolerance", err=True)
+            typer.echo(f"gate: {gate.spread} is not in {rev} (make seeds writes it); every allowed drop is "
+                       f"gate.tolerance", err=True)
         floor, sigmas, std, rule = gate.tolerance, 0.0, {}, f"{gate.tolerance} (gate.tolerance)"
     rows = tolerances(compare(dvc_metrics_diff(rev, [str(metrics)]), tuple(gate.metrics)), floor, sigmas, std)
     typer.echo(markdown(rows, rev))

@@ -108,3 +108,14 @@ def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attent
                   device=torch.device("cpu"), neighbour_scores=nb_scores, multicnn=scores,
                   metadata=term_matrix(meta, store), m=m)
     return ctx, targets
+
+
+@pytest.fixture(autouse=True)
+def _exact_arithmetic():
+    """Every test starts with fp32 (the library default): a stage run in-process sets the
+    process-wide precision from its params (`precision: auto` is bf16 on CPUs with native bf16)."""
+    import pipeline.device
+
+    pipeline.device._precision = "fp32"
+    yield
+    pipeline.device._precision = "fp32"

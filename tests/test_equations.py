@@ -494,3 +494,13 @@ def test_mangonet_depends_on_neighbour_phi_but_not_on_missing_ones():
     junk_phi, junk_beta, junk_y = phi.clone(), beta.clone(), y.clone()
     junk_phi[1, 2], junk_beta[1, 2], junk_y[1, 2] = 1e3, 5.0, -40.0  # sample 1's missing neighbour
     assert_close(model(junk_phi, junk_beta, junk_y, mask), out, **TOL)
+
+
+def test_coattention_shared_maps_equal_the_per_node_form():
+    """W weightings of one node's maps (the node store) give eq. 5 as if the maps were copied W times."""
+    from pipeline.models.mangonet import coattention, coattention_shared
+
+    g = torch.Generator().manual_seed(0)
+    w, maps = torch.rand(2, 5, 3, generator=g), torch.rand(2, 3, 7, generator=g)
+    for t in (1.0, 0.1):
+        torch.testing.assert_close(coattention_shared(w, maps, t), coattention(w, maps.unsqueeze(1).expand(-1, 5, -1, -1), t))

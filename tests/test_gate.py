@@ -78,11 +78,16 @@ def test_metrics_diff_command_exit_codes(tmp_path):
     assert "metric gate FAILED" in bad.stderr
     assert gate("--tolerance", "0.2").returncode == 0
 
-    # with a measured seed spread: 3 x 0.02 allows -0.05, still fails -0.1
-    (tmp_path / "reports" / "seed_spread.json").write_text(json.dumps({"spread": {"MangoNet": {"mAPC": {"std": 0.02}}}}))
+    # with a measured seed spread committed: 3 x 0.02 allows -0.05, still fails -0.1
+    spread = tmp_path / "reports" / "seed_spread.json"
+    spread.write_text(json.dumps({"spread": {"MangoNet": {"mAPC": {"std": 0.02}}}}))
     metrics.write_text(json.dumps({"MangoNet": {"mAPC": 0.75, "OF1": 0.72}, "KNN": {"mAPC": 0.5, "OF1": 0.4}}))
+    assert gate().returncode == 1  # a spread only in the workspace does not widen the gate
+    git(tmp_path, "add", str(spread))
+    git(tmp_path, "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "spread")
     noisy = gate()
     assert noisy.returncode == 0, noisy.stdout
     assert "| MangoNet | mAPC | 0.8000 | 0.7500 | -0.0500 | 0.0600 | ok |" in noisy.stdout
+    spread.write_text(json.dumps({"spread": {"MangoNet": {"mAPC": {"std": 0.5}}}}))  # widened in the change itself
     metrics.write_text(json.dumps({"MangoNet": {"mAPC": 0.70, "OF1": 0.72}, "KNN": {"mAPC": 0.5, "OF1": 0.4}}))
     assert gate().returncode == 1

@@ -73,7 +73,7 @@ def test_node_store_holds_eq_4_to_9_for_every_rank_and_m(tmp_path):
     ctx, _ = tiny_context(tmp_path / "w")
     nb = _neighbours(ctx.store.meta["n"])
     cfg = dataclasses.replace(ctx.params.mangonet, target_weights="geomean").coattention()
-    compute_nodes(ctx.store.maps, ctx.attention.beta, ctx.attention.y, nb, cfg, 1, tmp_path / "nodes", block=4)
+    compute_nodes(ctx.store.maps, ctx.attention.beta, ctx.attention.y, nb, cfg, 1, tmp_path / "nodes", block=4, chunk=2)
     store = NodeStore.open(tmp_path / "nodes")
     model = MangoNet(ctx.store.meta["dim"], 3, 8, coatten=cfg)
     from pipeline.batching import gather_maps
@@ -118,14 +118,26 @@ def test_node_store_refuses_m_beyond_its_ranks_and_other_settings_fall_back(tmp_
     store = NodeStore.open(tmp_path / "nodes")
     with pytest.raises(MangoError, match="up to 5 neighbours, m = 6"):
         store.inputs(np.array([0]), np.full((96, 6), -1), 6)
-    assert store.matches(p.coattention(), 1) is None
+    n, dim = ctx.store.meta["n"], ctx.store.meta["dim"]
+    assert store.matches(p.coattention(), 1, nb[:, :3], n, dim) is None
+    assert store.matches(None, 1, nb[:, :3], n, dim) is None  # holistic nodes: pool and inputs only
+    assert "coatten_pool 1 (wanted 2)" in store.matches(None, 2, nb[:, :3], n, dim)
+    other_nb = nb[:, :3].copy()
+    other_nb[5, 0] = 40
+    assert store.matches(p.coattention(), 1, other_nb, n, dim) == "other neighbour lists"
+    assert "95 x 16" in store.matches(p.coattention(), 1, nb[:, :3], 95, dim)
     other = dataclasses.replace(p, temperature=0.5)
-    assert "temperature 1.0 (wanted 0.5)" in store.matches(other.coattention(), 1)
+    assert "temperature 1.0 (wanted 0.5)" in store.matches(other.coattention(), 1, nb[:, :3], n, dim)
     ctx.params.mangonet = other
     ctx.neighbours = nb[:, :3]
     ctx.nodes = store
     _, _, info = _run(ctx, "mangonet")
     assert info["config"]["node_features"] == "this run"
-    assert "other co-attention settings" in caplog.text
+    assert "does not match this run (temperature" in caplog.text
+    ctx.params.mangonet = p
+    ctx.neighbours = other_nb  # e.g. a store of another run's neighbour search
+    _, _, info = _run(ctx, "mangonet")
+    assert info["config"]["node_features"] == "this run"
+    assert "other neighbour lists" in caplog.text
     with pytest.raises(MangoError, match="not a node store"):
         NodeStore.open(tmp_path / "missing")

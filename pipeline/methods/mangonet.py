@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from pipeline.batching import gather_maps, index_batches, n_batches
 from pipeline.config import family_params
+from pipeline.device import autocast
 from pipeline.methods import Context, Method, register
 from pipeline.models.mangonet import MangoNet, normalised_entropy
 from pipeline.train import fit, predict
@@ -79,7 +81,10 @@ def node_batches(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: 
     model.to(ctx.device).eval()
     for idx in index_batches(rows, 256, shuffle=False):
         phi, beta, y, mask = (x.to(ctx.device) for x in graph_batch(ctx, idx, m, pool))
-        z, alpha = model.node_features(phi, beta, y, mask)  # (B, N, D), (B, N, P) or None
+        # a learnt temperature trains eq. 4-9 under the run's autocast: predict under it too
+        with autocast(ctx.device) if model.learns_coattention else contextlib.nullcontext():
+            z, alpha = model.node_features(phi, beta, y, mask)  # (B, N, D), (B, N, P) or None
+        z, alpha = z.float(), None if alpha is None else alpha.float()
         if stats is not None and alpha is not None:
             stats.add(beta, alpha, mask)
         yield z, phi[:, 0].mean(dim=-1), mask  # target_global: average-pooled phi(i)
@@ -108,12 +113,12 @@ def reads_node_store(ctx: Context, model: MangoNet, name: str) -> bool:
             log.info("%s: the co-attention temperature is learnt: node features computed in every batch, "
                      "the node store is not read", name)
         return False
-    if model.nodes == "coatten":
-        why = ctx.nodes.matches(model.coatten, ctx.params.mangonet.coatten_pool)
-        if why:
-            log.warning("%s: the node store %s was computed with other co-attention settings (%s): computing the "
-                        "node features in this run instead; re-run the nodes stage", name, ctx.nodes.root, why)
-            return False
+    why = ctx.nodes.matches(model.coatten if model.nodes == "coatten" else None, ctx.params.mangonet.coatten_pool,
+                            ctx.neighbours[:, :ctx.m], ctx.store.meta["n"], ctx.store.meta["dim"])
+    if why:
+        log.warning("%s: the node store %s does not match this run (%s): computing the node features in this run "
+                    "instead; re-run the nodes stage", name, ctx.nodes.root, why)
+        return False
     return True
 
 
@@ -131,8 +136,7 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     holistic = model.nodes == "holistic"
     cached = (not from_store and not model.learns_coattention
               and len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES)
-    fits = len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES
-    if from_store and not fits:
+    if from_store and len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 > NODE_CACHE_BYTES:
         def batches(epoch: int):
             for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
                 yield ctx.nodes.inputs(idx, ctx.neighbours, m, holistic), targets[idx]
@@ -148,16 +152,26 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
                 yield tuple(x[i] for x in inputs), targets[train_rows[i]]
 
         trained = _Head(model)
-    else:
-        log.info("%s: co-attention runs in every batch (%s)", name, "its temperature is learnt"
-                 if model.learns_coattention else f"node features of {len(train_rows)} rows exceed "
-                 f"{NODE_CACHE_BYTES / 2**30:.0f} GB")
+    elif model.learns_coattention:
+        log.info("%s: co-attention runs in every batch (its temperature is learnt)", name)
 
         def batches(epoch: int):
             for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
                 yield graph_batch(ctx, idx, m, p.coatten_pool), targets[idx]
 
         trained = model
+    else:
+        log.info("%s: node features of %d rows exceed %.0f GB: computed batch by batch", name, len(train_rows),
+                 NODE_CACHE_BYTES / 2**30)
+
+        def batches(epoch: int):
+            for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
+                with torch.no_grad():  # fp32, as in the cached and store paths: nothing in them is learnt
+                    phi, beta, y, mask = graph_batch(ctx, idx, m, p.coatten_pool)
+                    z, _ = model.node_features(phi, beta, y, mask)
+                yield (z, phi[:, 0].mean(dim=-1), mask), targets[idx]
+
+        trained = _Head(model)
     history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
     if from_store:
         test_inputs = store_batches(ctx, test_rows, m, holistic)

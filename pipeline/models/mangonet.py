@@ -106,6 +106,15 @@ def coattention(w: torch.Tensor, beta: torch.Tensor, temperature: float | torch.
     return (logits / temperature).softmax(dim=-1)  # (B, N, P)
 
 
+def coattention_shared(w: torch.Tensor, maps: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """`coattention` for W weightings of one node's maps: alpha = softmax_P(sum_k w^k maps^k / T).
+
+    Shapes: w (B, W, C), maps (B, C, P) -> alpha (B, W, P); the maps are not copied W times.
+    """
+    logits = torch.einsum("bwc,bcp->bwp", w, maps)  # (B, W, P)
+    return (logits / temperature).softmax(dim=-1)
+
+
 def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
     """Entropy of distributions over the last axis divided by log(P): 1 = uniform, 0 = one-hot.
 
