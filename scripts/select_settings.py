@@ -62,7 +62,6 @@ def main() -> int:
         return run_plan(args.plan, [m for m in args.only.split(",") if m], args.out)
     if not (args.stage and args.predictions and args.grid):
         ap.error("without --plan, --stage, --predictions and at least one -G are required")
-    from pipeline.data import read_attention_stats
 
     grid = {}
     for item in args.grid:
@@ -73,17 +72,10 @@ def main() -> int:
     base["dataset"]["score_on"] = "val"
     results: dict[str, dict] = {}
 
-    def score(stage: str, method: str, params: dict) -> dict:
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        _, stages, _ = repro(work, stage)
-        path = work / "data" / "predictions" / f"{method}.parquet"
-        return {"val_mAPC": round(val_map(work, str(path.relative_to(work))), 4), "seconds": stages.get(stage),
-                "attention": read_attention_stats(path)}
-
     try:
         for ref in args.reference:
             stage, _, method = ref.partition(":")
-            results[f"{method} (reference)"] = score(stage, method, base)
+            results[f"{method} (reference)"] = score(work, stage, method, base)
             print(json.dumps({ref: results[f"{method} (reference)"]}), flush=True)
         for values in itertools.product(*grid.values()):
             params = yaml.safe_load(yaml.safe_dump(base))
@@ -91,7 +83,7 @@ def main() -> int:
             for key, value in point.items():
                 set_dotted(params, key, value)
             name = ", ".join(f"{k}={v}" for k, v in point.items())
-            results[name] = {"point": point, **score(args.stage, args.predictions, params)}
+            results[name] = {"point": point, **score(work, args.stage, args.predictions, params)}
             print(json.dumps({name: results[name]}), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -106,6 +98,18 @@ def main() -> int:
               f"{a.get('alpha_max_ratio', '-')} | {r['seconds']} |")
     print(f"best on validation: {best} ({points[best]['val_mAPC']:.4f})")
     return 0
+
+
+def score(work: Path, stage: str, method: str, params: dict) -> dict:
+    """Run `stage` in the scratch copy with `params`; the validation mAPC of `method`'s predictions,
+    the stage's seconds and the attention statistics the predictions carry (or None)."""
+    from pipeline.data import read_attention_stats
+
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _, stages, _ = repro(work, stage)
+    path = work / "data" / "predictions" / f"{method}.parquet"
+    return {"val_mAPC": round(val_map(work, str(path.relative_to(work))), 4), "seconds": stages.get(stage),
+            "attention": read_attention_stats(path)}
 
 
 def markdown(report: dict) -> str:
@@ -131,8 +135,6 @@ def get_dotted(params: dict, key: str):
 
 def run_plan(plan_path: Path, only: list[str], out: Path) -> int:
     """Select every method of the plan on the validation split, in order; write `out`."""
-    from pipeline.data import read_attention_stats
-
     plan = yaml.safe_load(plan_path.read_text())["methods"]
     unknown = sorted(set(only) - set(plan))
     if unknown:
@@ -162,14 +164,9 @@ def run_plan(plan_path: Path, only: list[str], out: Path) -> int:
                 trial = yaml.safe_load(yaml.safe_dump(params))
                 for key, value in point.items():
                     set_dotted(trial, f"{section}.{key}", value)
-                (work / "params.yaml").write_text(yaml.safe_dump(trial, sort_keys=False))
-                _, stages, _ = repro(work, spec["stage"])
-                pred = work / "data" / "predictions" / f"{spec.get('predictions', method)}.parquet"
-                row = {"point": point, "val_mAPC": round(val_map(work, str(pred.relative_to(work))), 4),
-                       "seconds": stages.get(spec["stage"])}
-                attention = read_attention_stats(pred)
-                if attention:
-                    row["attention"] = attention
+                row = {"point": point, **score(work, spec["stage"], spec.get("predictions", method), trial)}
+                if not row["attention"]:
+                    del row["attention"]
                 if not grid:  # CNN Voting: the weight its stage chose
                     live = json.loads((work / "reports" / "live" / spec.get("predictions", method) / "metrics.json").read_text())["config"]
                     row["point"] = {"w": live["w"]}

@@ -134,15 +134,16 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     targets = torch.from_numpy(ctx.targets.astype(np.float32))
     from_store = reads_node_store(ctx, model, name)
     holistic = model.nodes == "holistic"
-    cached = (not from_store and not model.learns_coattention
-              and len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES)
-    if from_store and len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 > NODE_CACHE_BYTES:
+    fits = len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES
+    if model.learns_coattention:
+        log.info("%s: co-attention runs in every batch (its temperature is learnt)", name)
+
         def batches(epoch: int):
             for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-                yield ctx.nodes.inputs(idx, ctx.neighbours, m, holistic), targets[idx]
+                yield graph_batch(ctx, idx, m, p.coatten_pool), targets[idx]
 
-        trained: nn.Module = _Head(model)
-    elif cached or from_store:  # the training rows' node features in memory, read or computed once
+        trained: nn.Module = model
+    elif fits:  # the training rows' node features in memory, read or computed once
         inputs = (ctx.nodes.inputs(train_rows, ctx.neighbours, m, holistic) if from_store
                   else node_inputs(ctx, model, train_rows, m, p.coatten_pool))
         position = np.arange(len(train_rows))
@@ -152,24 +153,21 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
                 yield tuple(x[i] for x in inputs), targets[train_rows[i]]
 
         trained = _Head(model)
-    elif model.learns_coattention:
-        log.info("%s: co-attention runs in every batch (its temperature is learnt)", name)
-
-        def batches(epoch: int):
-            for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-                yield graph_batch(ctx, idx, m, p.coatten_pool), targets[idx]
-
-        trained = model
     else:
-        log.info("%s: node features of %d rows exceed %.0f GB: computed batch by batch", name, len(train_rows),
-                 NODE_CACHE_BYTES / 2**30)
+        log.info("%s: node features of %d rows exceed %.0f GB: %s batch by batch", name, len(train_rows),
+                 NODE_CACHE_BYTES / 2**30, "read from the node store" if from_store else "computed")
+
+        def batch_inputs(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+            if from_store:
+                return ctx.nodes.inputs(idx, ctx.neighbours, m, holistic)
+            with torch.no_grad():  # fp32, as in the cached and store paths: nothing in them is learnt
+                phi, beta, y, mask = graph_batch(ctx, idx, m, p.coatten_pool)
+                z, _ = model.node_features(phi, beta, y, mask)
+            return z, phi[:, 0].mean(dim=-1), mask
 
         def batches(epoch: int):
             for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-                with torch.no_grad():  # fp32, as in the cached and store paths: nothing in them is learnt
-                    phi, beta, y, mask = graph_batch(ctx, idx, m, p.coatten_pool)
-                    z, _ = model.node_features(phi, beta, y, mask)
-                yield (z, phi[:, 0].mean(dim=-1), mask), targets[idx]
+                yield batch_inputs(idx), targets[idx]
 
         trained = _Head(model)
     history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
