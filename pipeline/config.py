@@ -35,7 +35,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
 
 @dataclass
 class SyntheticParams:
-    """The embedded default world, written in the MIRFlickr-25k layout (see pipeline/synthetic.py)."""
+    """The embedded default world, written in the MIRFlickr-25k layout (see pipeline/data/synthetic/write.py)."""
 
     seed: int = 0
     n_images: int = 2400
@@ -54,7 +54,7 @@ class SyntheticParams:
 class DatasetParams:
     """Which distribution `prepare` reads, and how it is split into train and test."""
 
-    name: str = "mirflickr"  # mirflickr | nuswide | coco (pipeline/datasets/<name>.py)
+    name: str = "mirflickr"  # mirflickr | nuswide | coco (pipeline/data/datasets/<name>.py)
     root: str = "data/raw/synthetic"
     labels: str = "potential"  # mirflickr: potential | relevant | all
     tags: str = "raw"  # mirflickr: raw (meta/tags_raw) | clean (meta/tags)
@@ -240,7 +240,7 @@ class GateParams:
     def __post_init__(self) -> None:
         _check(self.tolerance >= 0, "gate.tolerance", f"must be >= 0, got {self.tolerance}")
         _check(self.sigmas >= 0, "gate.sigmas", f"must be >= 0, got {self.sigmas}")
-        from pipeline.metrics import METRIC_KEYS
+        from pipeline.evaluation.metrics import METRIC_KEYS
 
         bad = [m for m in self.metrics if m not in METRIC_KEYS]
         _check(not bad, "gate.metrics", f"must be among {', '.join(METRIC_KEYS)}, got {bad}")

@@ -14,7 +14,7 @@ process on the CPU or one GPU. The state lives in torch.distributed itself; noth
 Sharding keeps the *global* batch of a single-process run: each global batch of `batch_size`
 rows is split between the ranks (rank r takes rows r, r + N, ...), and `fit` weighs each rank's
 loss by its share of the global batch, so the averaged DDP gradient equals the single-process
-gradient of that batch (see `pipeline.train.fit`).
+gradient of that batch (see `pipeline.training.loop.fit`).
 """
 
 from __future__ import annotations

@@ -21,11 +21,13 @@ from pipeline.errors import MangoError
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, directory: bool = False, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
     With `directory=True` the temporary path is an (empty) folder and the whole folder is
     swapped in at the end. On error the temporary path is removed and `path` is left untouched.
+    With `fsync=True` the written content (every file of a folder) is flushed to disk before the
+    rename and the parent folder after it, so the new name survives a power cut complete.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -40,18 +42,32 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     tmp.chmod((0o777 if directory else 0o666) & ~umask)  # mkdtemp/mkstemp create private paths
     try:
         yield tmp
+        if fsync:
+            for p in sorted(tmp.rglob("*")) if directory else []:
+                _fsync(p)
+            _fsync(tmp)
         if directory:
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
             os.replace(tmp, target)
         else:
             os.replace(tmp, target)
+        if fsync:
+            _fsync(target.parent)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:

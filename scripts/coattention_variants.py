@@ -33,7 +33,7 @@ LITERAL = {"weights": "prob", "maps": "beta", "temperature": 1.0, "learn_tempera
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from pipeline.data import read_attention_stats
+    from pipeline.data.tables import read_attention_stats
 
     work = scratch_copy("mango-variants-")
     base = yaml.safe_load((work / "params.yaml").read_text())

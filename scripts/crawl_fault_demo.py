@@ -27,7 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
 
-from pipeline.crawl import CRAWL_SCHEMA, CrawlConfig, Credentials, crawl, read_crawl  # noqa: E402
+from pipeline.data.flickr.client import Credentials  # noqa: E402
+from pipeline.data.flickr.crawl import CrawlConfig, crawl  # noqa: E402
+from pipeline.data.flickr.shards import read_crawl  # noqa: E402
+from pipeline.schemas import CRAWL_SCHEMA  # noqa: E402
 from tests.fake_flickr import FakeFlickr, make_photos  # noqa: E402
 
 KEY, SECRET = "demo-key-0123456789", "demo-secret-9876543210"

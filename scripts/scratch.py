@@ -71,8 +71,8 @@ def scored_metrics(work: Path, predictions: str) -> dict[str, float]:
     import polars as pl
 
     sys.path.insert(0, str(ROOT))
-    from pipeline.data import load_annotated
-    from pipeline.metrics import evaluate_scores
+    from pipeline.data.tables import load_annotated
+    from pipeline.evaluation.metrics import evaluate_scores
 
     data = load_annotated(work / "data/prepared", work / "data/interim/metadata.parquet")
     pred = pl.read_parquet(work / predictions)

@@ -26,8 +26,8 @@ import numpy as np
 from scratch import ROOT, env, scratch_copy
 
 sys.path.insert(0, str(ROOT))
-from pipeline.metrics import METRIC_KEYS  # noqa: E402
-from pipeline.report import ABLATION_ROWS, COMPARISON_ROWS  # noqa: E402
+from pipeline.evaluation.metrics import METRIC_KEYS  # noqa: E402
+from pipeline.evaluation.report import ABLATION_ROWS, COMPARISON_ROWS  # noqa: E402
 
 PAIRS = (("MangoNet", "NGCN"), ("MangoNet", "NCNN"), ("MangoNet", "Multi-CNN"), ("MangoNet", "InsAtten"),
          ("MangoNet-m15", "MangoNet-m3"))

@@ -103,7 +103,7 @@ def main() -> int:
 def score(work: Path, stage: str, method: str, params: dict) -> dict:
     """Run `stage` in the scratch copy with `params`; the validation mAPC of `method`'s predictions,
     the stage's seconds and the attention statistics the predictions carry (or None)."""
-    from pipeline.data import read_attention_stats
+    from pipeline.data.tables import read_attention_stats
 
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _, stages, _ = repro(work, stage)

@@ -7,7 +7,7 @@ set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 stamp="$VENV/.mango-setup"
-key="$(cat pyproject.toml scripts/setup.sh scripts/install_nltk_data.py pipeline/nltk_data.py scripts/install_weights.py | sha256sum | cut -c1-16) $(pwd)"
+key="$(cat pyproject.toml scripts/setup.sh scripts/install_nltk_data.py scripts/install_weights.py | sha256sum | cut -c1-16) $(pwd)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] && "$VENV/bin/python" scripts/install_nltk_data.py --check >/dev/null 2>&1 \
         && "$VENV/bin/python" scripts/install_weights.py --check >/dev/null 2>&1; then
     echo "set-up: $VENV is up to date, nothing to do"

@@ -51,7 +51,7 @@ def command(
 ) -> None:
     from pipeline.config import Params, family_params, load_params
     from pipeline.device import resolve_device
-    from pipeline.gpu_bench import PHASES, BenchConfig, run
+    from pipeline.bench.gpu import PHASES, BenchConfig, run
     from pipeline.io import write_json
 
     with stage_timer("bench gpu"):

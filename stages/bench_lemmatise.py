@@ -19,7 +19,7 @@ def command(
     old_tokeniser_items: Annotated[int, typer.Option("--old-tokeniser-items", min=0, help="Raw items on which the former per-row NLTK tokeniser is timed (extrapolated); 0 skips it.")] = 300_000,
 ) -> None:
     """Print a Markdown table: lemmatise's time and memory, and the tokeniser before and after."""
-    from pipeline.bench_runs import run_isolated
+    from pipeline.bench.runs import run_isolated
 
     with stage_timer("bench lemmatise"):
         load = os.getloadavg()[0]

@@ -29,7 +29,8 @@ def command(
     """Print a Markdown table: time, memory and exactness of each exact top-k method."""
     import numpy as np
 
-    from pipeline.bench_runs import TagData, brute_force_rows, run_isolated
+    from pipeline.bench.runs import TagData, run_isolated
+    from pipeline.neighbours.common import brute_force_topk
 
     data = TagData(n=n, vocab=vocab, tags_per_image=tags_per_image, test_fraction=test_fraction, seed=seed)
     kw = asdict(data)
@@ -40,7 +41,7 @@ def command(
         load = os.getloadavg()[0]
 
         index = run_isolated("index_contender", data=kw, k=k, sample=sample)
-        ref_idx, ref_score = brute_force_rows(X, split, k, sample)
+        ref_idx, ref_score = brute_force_topk(X, k, queries=sample, candidates=lambda i: np.flatnonzero(split == split[i]))
         same = (np.array_equal(index["sample_idx"], ref_idx, equal_nan=False)
                 and np.array_equal(index["sample_score"], ref_score, equal_nan=True))
         rows_same = int(sum(np.array_equal(a, b) and np.array_equal(c, d, equal_nan=True) for a, b, c, d in

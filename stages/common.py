@@ -15,6 +15,13 @@ import typer
 log = logging.getLogger("mango")
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="The params.yaml to read.")]
+# The stores and tables the stage commands read, each described once.
+PreparedOption = Annotated[Path, typer.Option("--prepared", help="Folder written by `mango prepare`.")]
+MetadataOption = Annotated[Path, typer.Option("--metadata", help="metadata.parquet written by `mango lemmatise` (the kept images).")]
+FeaturesOption = Annotated[Path, typer.Option("--features", help="Feature store written by `mango features`.")]
+AttentionOption = Annotated[Path, typer.Option("--attention", help="Attention store written by `mango insatten`.")]
+NeighboursOption = Annotated[Path, typer.Option("--neighbours", help="neighbours.parquet written by `mango neighbours`.")]
+LiveOption = Annotated[Path | None, typer.Option("--live", help="dvclive folder for per-epoch training curves.")]
 
 
 def process_age() -> float | None:
@@ -44,9 +51,9 @@ def stage_timer(name: str) -> Iterator[None]:
 
 def open_store_with_labels(features: Path, prepared: Path, metadata: Path):
     """The feature store and the (N, C) label matrix in store-row order."""
-    from pipeline.data import load_annotated
+    from pipeline.data.tables import load_annotated
     from pipeline.errors import MangoError
-    from pipeline.store import FeatureStore
+    from pipeline.features.store import FeatureStore
 
     store = FeatureStore.open(features)
     data = load_annotated(prepared, metadata)

@@ -3,7 +3,7 @@
 Stand-alone tool (not a dvc.yaml stage): its output is a dataset root for the pipeline,
 `dvc exp run -S dataset.root=<out> -S dataset.labels=all`. Sources: `tuxpaint` (Debian
 tuxpaint-stamps-default), `openmoji` (npm openmoji@17.0.0), `folders` (any folder tree of images
-with optional `<stem>.txt` captions). See pipeline/datasets/convert.py.
+with optional `<stem>.txt` captions). See pipeline/data/datasets/convert.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def command(
     size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Side of the square RGB JPEGs written, in pixels.")] = 256,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    from pipeline.datasets.convert import convert
+    from pipeline.data.datasets.convert import convert
 
     with stage_timer("convert"):
         convert(source, out, root, min_label_images=min_label_images, size=size, progress=progress)

@@ -34,7 +34,9 @@ def command(
     shard_size: Annotated[int, typer.Option(help="Photos per Parquet shard.")] = 250,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    from pipeline.crawl import CrawlConfig, credentials_from_env, crawl, read_photo_ids, rest_url_from_env
+    from pipeline.data.flickr.client import credentials_from_env, rest_url_from_env
+    from pipeline.data.flickr.crawl import CrawlConfig, crawl
+    from pipeline.data.flickr.ids import read_photo_ids
 
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -12,12 +12,12 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import MetadataOption, ParamsOption, PreparedOption, stage_timer
 
 
 def command(
-    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
-    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    prepared: PreparedOption,
+    metadata: MetadataOption,
     checkpoint: Annotated[Path, typer.Option(help="Backbone checkpoint written by `mango finetune`.")],
     out: Annotated[Path, typer.Option(help="Feature store folder to write.")],
     predictions: Annotated[Path, typer.Option(help="Multi-CNN predictions Parquet to write (test split).")],
@@ -25,11 +25,12 @@ def command(
 ) -> None:
     from pipeline import distributed
     from pipeline.config import BackboneParams, load_params
-    from pipeline.data import load_annotated, write_predictions
+    from pipeline.data.tables import load_annotated, write_predictions
     from pipeline.device import resolve_device
     from pipeline.errors import MangoError
-    from pipeline.finetune import backbone_from_params, extract_features
-    from pipeline.train import load_checkpoint
+    from pipeline.features.extract import extract_features
+    from pipeline.models.backbone import backbone_from_params
+    from pipeline.training.loop import load_checkpoint
 
     with stage_timer("features"):
         p = load_params(params)

@@ -7,16 +7,16 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import AttentionOption, FeaturesOption, MetadataOption, NeighboursOption, ParamsOption, PreparedOption, stage_timer
 
 
 def command(
     details: Annotated[Path, typer.Option(help="reports/evaluation.json written by `mango report`.")],
-    features: Annotated[Path, typer.Option(help="Feature store.")],
-    attention: Annotated[Path, typer.Option(help="Attention store written by `mango insatten`.")],
-    neighbours: Annotated[Path, typer.Option(help="neighbours.parquet.")],
-    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
-    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    features: FeaturesOption,
+    attention: AttentionOption,
+    neighbours: NeighboursOption,
+    prepared: PreparedOption,
+    metadata: MetadataOption,
     checkpoint: Annotated[Path, typer.Option(help="MangoNet checkpoint.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG figures.")],
     baseline: Annotated[str, typer.Option(help="Method on the x axis of Fig. 5 (the paper: NCNN).")] = "NCNN",
@@ -26,15 +26,14 @@ def command(
     import numpy as np
     import torch
 
-    from pipeline.attention import AttentionStore
+    from pipeline.features.store import AttentionStore
     from pipeline.config import load_params
-    from pipeline.data import load_annotated
+    from pipeline.data.tables import load_annotated
     from pipeline.errors import MangoError
-    from pipeline.figures import ap_scatter, coattention_grid, coattention_maps
+    from pipeline.evaluation.figures import ap_scatter, coattention_grid, coattention_maps
     from pipeline.io import atomic_path, read_json, read_parquet
-    from pipeline.methods import Context, neighbour_rows
-    from pipeline.methods.mangonet import build, graph_batch
-    from pipeline.train import load_checkpoint, predict
+    from pipeline.methods import Context, create_model, model_inputs, neighbour_rows
+    from pipeline.training.loop import load_checkpoint, predict
     from stages.common import open_store_with_labels
 
     with stage_timer("figures"):
@@ -49,16 +48,14 @@ def command(
         nb, _ = neighbour_rows(read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None}), store, m)
         ctx = Context(store=store, attention=AttentionStore.open(attention), neighbours=nb, targets=targets, params=p,
                       device=torch.device("cpu"), multicnn=store.scores, m=m)
-        model = build(ctx, ckpt["config"]["nodes"], ckpt["config"]["global_feature"])
-        model.load_state_dict(ckpt["model"])
-        model.eval()
+        model = create_model("mangonet", ctx, ckpt)
         pool = int(ckpt["config"]["coatten_pool"])
         test = ctx.rows("test")
-        scores = predict(model, [graph_batch(ctx, test, m, pool)], ctx.device)
+        scores = predict(model, [model_inputs("mangonet", ctx, test, ckpt["config"])], ctx.device)
         # the images where the neighbourhood helped most: gain on the true labels over Multi-CNN
         gain = ((scores - store.scores[test]) * targets[test]).sum(axis=1)
         chosen = test[np.argsort(-gain, kind="stable")[:examples]]
-        inputs = graph_batch(ctx, chosen, m, pool)
+        inputs = model_inputs("mangonet", ctx, chosen, ckpt["config"])
         h = -(-store.meta["height"] // pool)
         w = -(-store.meta["width"] // pool)
         alphas = coattention_maps(model, inputs, h, w)

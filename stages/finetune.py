@@ -7,24 +7,24 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import LiveOption, MetadataOption, ParamsOption, PreparedOption, stage_timer
 
 
 def command(
-    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
-    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise` (the kept images).")],
+    prepared: PreparedOption,
+    metadata: MetadataOption,
     out: Annotated[Path, typer.Option(help="Backbone checkpoint to write.")],
-    live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
+    live: LiveOption = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     import dataclasses
 
     from pipeline import distributed
     from pipeline.config import load_params
-    from pipeline.data import load_annotated
+    from pipeline.data.tables import load_annotated
     from pipeline.device import resolve_device, seed_everything
-    from pipeline.finetune import finetune
-    from pipeline.train import save_checkpoint
+    from pipeline.training.finetune import finetune
+    from pipeline.training.loop import save_checkpoint
 
     with stage_timer("finetune"):
         p = load_params(params)

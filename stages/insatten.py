@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import FeaturesOption, LiveOption, MetadataOption, ParamsOption, PreparedOption, stage_timer
 
 
 def command(
-    features: Annotated[Path, typer.Option(help="Feature store written by `mango features`.")],
-    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
-    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    features: FeaturesOption,
+    prepared: PreparedOption,
+    metadata: MetadataOption,
     checkpoint: Annotated[Path, typer.Option(help="InsAtten checkpoint to write.")],
     out: Annotated[Path, typer.Option(help="Attention store folder to write (beta, y for every image).")],
     predictions: Annotated[Path, typer.Option(help="InsAtten predictions Parquet to write (test split).")],
-    live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
+    live: LiveOption = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     import dataclasses
@@ -25,12 +25,12 @@ def command(
     import numpy as np
 
     from pipeline import distributed
-    from pipeline.attention import beta_statistics, train_insatten, write_attention
+    from pipeline.training.insatten import beta_statistics, train_insatten, write_attention
     from pipeline.config import load_params
-    from pipeline.data import write_predictions
+    from pipeline.data.tables import write_predictions
     from pipeline.device import resolve_device, seed_everything
     from pipeline.io import atomic_path
-    from pipeline.train import save_checkpoint
+    from pipeline.training.loop import save_checkpoint
     from stages.common import open_store_with_labels
 
     with stage_timer("insatten"):

@@ -7,28 +7,29 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import ParamsOption, PreparedOption, stage_timer
 
 
 def command(
-    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
+    prepared: PreparedOption,
     out: Annotated[Path, typer.Option(help="Output folder (metadata.parquet, vocab.parquet, stats.json).")],
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     from pipeline.config import load_params
-    from pipeline.datasets.base import IMAGES_SCHEMA, METADATA_RAW_SCHEMA
+    from pipeline.schemas import (IMAGES_FILE, IMAGES_SCHEMA, LABELS_FILE, METADATA_FILE, METADATA_RAW_FILE,
+                                  METADATA_RAW_SCHEMA, VOCAB_FILE)
     from pipeline.io import atomic_path, read_parquet, write_json
-    from pipeline.lemmatise import lemmatise
+    from pipeline.text.lemmatise import lemmatise
 
     with stage_timer("lemmatise"):
         p = load_params(params)
         result = lemmatise(
-            read_parquet(prepared / "images.parquet", IMAGES_SCHEMA),
-            read_parquet(prepared / "labels.parquet", {"image_id": None}),
-            read_parquet(prepared / "metadata_raw.parquet", METADATA_RAW_SCHEMA),
+            read_parquet(prepared / IMAGES_FILE, IMAGES_SCHEMA),
+            read_parquet(prepared / LABELS_FILE, {"image_id": None}),
+            read_parquet(prepared / METADATA_RAW_FILE, METADATA_RAW_SCHEMA),
             p.lemmatise.vocab_size,
         )
         with atomic_path(out, directory=True) as tmp:
-            result.metadata.write_parquet(tmp / "metadata.parquet")
-            result.vocab.write_parquet(tmp / "vocab.parquet")
+            result.metadata.write_parquet(tmp / METADATA_FILE)
+            result.vocab.write_parquet(tmp / VOCAB_FILE)
             write_json(result.stats, tmp / "stats.json")

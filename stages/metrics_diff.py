@@ -19,7 +19,7 @@ def command(
 ) -> None:
     from pipeline.config import load_params
     from pipeline.errors import MangoError
-    from pipeline.gate import compare, dvc_metrics_diff, file_at, markdown, seed_std, tolerances
+    from pipeline.evaluation.gate import compare, dvc_metrics_diff, file_at, markdown, seed_std, tolerances
 
     gate = load_params(params).gate
     if tolerance is not None and tolerance < 0:

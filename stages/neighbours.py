@@ -1,9 +1,9 @@
 """`mango neighbours`: top-k metadata neighbours of every image within its split.
 
 Default: exact Jaccard on the terms of metadata.parquet. `--partition groups`: the paper's
-hierarchy search (exact Jaccard among the images sharing a group, pipeline/hierarchy.py).
+hierarchy search (exact Jaccard among the images sharing a group, pipeline/neighbours/hierarchy.py).
 `--method semantic --raw metadata_raw.parquet`: the paper's semantic search on captions (weighted
-word2vec attribute vectors + FAISS, pipeline/semantic.py).
+word2vec attribute vectors + FAISS, pipeline/neighbours/semantic.py).
 """
 
 from __future__ import annotations
@@ -28,31 +28,35 @@ def command(
     attributes: Annotated[int, typer.Option("--attributes", min=1, help="semantic: most common visual attributes kept.")] = 256,
     word2vec: Annotated[str, typer.Option("--word2vec", help="semantic: pretrained word2vec file (binary or text); "
                                           "empty = train word2vec on the captions.")] = "",
+    device_name: Annotated[str, typer.Option("--device", help="semantic: auto | cpu | cuda (a FAISS GPU index on CUDA).")] = "auto",
 ) -> None:
+    from pipeline.config import NeighboursParams
     from pipeline.errors import MangoError
     from pipeline.io import read_parquet, write_parquet
-    from pipeline.lemmatise import METADATA_SCHEMA
+    from pipeline.neighbours import search
+    from pipeline.schemas import METADATA_RAW_SCHEMA, METADATA_SCHEMA
 
     if method not in ("jaccard", "semantic"):
         raise MangoError(f"--method must be jaccard or semantic, got '{method}'")
+    partition = partition or "none"
+    if method == "semantic":
+        from pipeline.neighbours.semantic import word2vec_path
+
+        if partition != "none":
+            raise MangoError(f"--partition {partition} applies to --method jaccard only; use --partition none")
+        if raw is None:
+            raise MangoError("--method semantic needs --raw, the metadata_raw.parquet written by `mango prepare`")
+        if word2vec:
+            word2vec_path(word2vec)  # a missing file fails before the tokenising
+    params = NeighboursParams(k_max=k, block_size=block_size, method=method, partition=partition,
+                              attributes=attributes, word2vec=word2vec)
     with stage_timer("neighbours"):
         metadata = read_parquet(input, METADATA_SCHEMA)
+        raw_table = read_parquet(raw, METADATA_RAW_SCHEMA) if method == "semantic" else None
+        device = None
         if method == "semantic":
-            from pipeline.datasets.base import METADATA_RAW_SCHEMA
-            from pipeline.semantic import search_semantic
+            from pipeline.device import resolve_device
 
-            if partition not in ("none", ""):
-                raise MangoError(f"--partition {partition} applies to --method jaccard only; use --partition none")
-            if raw is None:
-                raise MangoError("--method semantic needs --raw, the metadata_raw.parquet written by `mango prepare`")
-            result = search_semantic(metadata, read_parquet(raw, METADATA_RAW_SCHEMA), k, attributes=attributes,
-                                     word2vec=word2vec or None, block_size=block_size, source=str(input), raw_source=str(raw))
-        elif partition not in ("none", ""):
-            from pipeline.hierarchy import search_neighbours_partitioned
-
-            result = search_neighbours_partitioned(metadata, k, block_size, partition=partition, source=str(input))
-        else:
-            from pipeline.neighbours import search_neighbours
-
-            result = search_neighbours(metadata, k, block_size, source=str(input))
+            device = resolve_device(device_name)
+        result = search(metadata, params, raw=raw_table, device=device, source=str(input), raw_source=str(raw))
         write_parquet(result, output)

@@ -8,22 +8,22 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import AttentionOption, FeaturesOption, NeighboursOption, ParamsOption, stage_timer
 
 
 def command(
-    features: Annotated[Path, typer.Option(help="Feature store written by `mango features`.")],
-    attention: Annotated[Path, typer.Option(help="Attention store written by `mango insatten`.")],
-    neighbours: Annotated[Path, typer.Option(help="neighbours.parquet written by `mango neighbours`.")],
+    features: FeaturesOption,
+    attention: AttentionOption,
+    neighbours: NeighboursOption,
     out: Annotated[Path, typer.Option(help="Node store folder to write.")],
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    from pipeline.attention import AttentionStore
+    from pipeline.features.store import AttentionStore
     from pipeline.config import load_params
     from pipeline.io import atomic_path, read_parquet
     from pipeline.methods import neighbour_rows
-    from pipeline.nodes import compute_nodes
-    from pipeline.store import FeatureStore
+    from pipeline.features.nodes import compute_nodes
+    from pipeline.features.store import FeatureStore
 
     with stage_timer("nodes"):
         p = load_params(params)

@@ -15,7 +15,7 @@ def command(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     from pipeline.config import load_params
-    from pipeline.prepare import prepare, write_prepared
+    from pipeline.data.prepare import prepare, write_prepared
 
     with stage_timer("prepare"):
         p = load_params(params)

@@ -16,7 +16,7 @@ def command(
 ) -> None:
     from pipeline.config import load_params
     from pipeline.io import atomic_path
-    from pipeline.synthetic import generate
+    from pipeline.data.synthetic.write import generate
 
     with stage_timer("synthesize"):
         p = load_params(params).synthetic

@@ -7,30 +7,30 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, stage_timer
+from stages.common import FeaturesOption, LiveOption, MetadataOption, ParamsOption, PreparedOption, stage_timer
 
 
 def command(
     method: Annotated[str, typer.Argument(help="Registered method name, e.g. mangonet.")],
-    features: Annotated[Path, typer.Option(help="Feature store written by `mango features`.")],
-    prepared: Annotated[Path, typer.Option(help="Folder written by `mango prepare`.")],
-    metadata: Annotated[Path, typer.Option(help="metadata.parquet written by `mango lemmatise`.")],
+    features: FeaturesOption,
+    prepared: PreparedOption,
+    metadata: MetadataOption,
     predictions: Annotated[Path, typer.Option(help="Predictions Parquet to write (test split).")],
     attention: Annotated[Path | None, typer.Option(help="Attention store written by `mango insatten`.")] = None,
     neighbours: Annotated[Path | None, typer.Option(help="neighbours.parquet written by `mango neighbours`.")] = None,
     nodes: Annotated[Path | None, typer.Option(help="Node store written by `mango nodes` (MangoNet family; "
                                                     "without it the node features are computed in this run).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to write (trainable methods).")] = None,
-    live: Annotated[Path | None, typer.Option(help="dvclive folder for per-epoch training curves.")] = None,
+    live: LiveOption = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     from pipeline import distributed
-    from pipeline.attention import AttentionStore
+    from pipeline.features.store import AttentionStore
     from pipeline.config import load_params
     from pipeline.device import resolve_device, seed_everything
     from pipeline.errors import MangoError
     from pipeline.io import read_parquet
-    from pipeline.lemmatise import METADATA_SCHEMA
+    from pipeline.schemas import METADATA_SCHEMA
     from pipeline.methods import Context, get_method, neighbour_rows, term_matrix
     from stages.common import open_store_with_labels
 
@@ -55,12 +55,12 @@ def command(
                 raise MangoError(f"method '{method}' reads InsAtten's attention maps: pass --attention")
             ctx.attention = AttentionStore.open(attention)
             if nodes is not None and spec.uses_neighbours:
-                from pipeline.nodes import NodeStore
+                from pipeline.features.nodes import NodeStore
 
                 ctx.nodes = NodeStore.open(nodes)
         if spec.uses_metadata:
             ctx.metadata = term_matrix(read_parquet(metadata, METADATA_SCHEMA), store)
-        with distributed.session(device):  # DDP under torchrun (every trainer goes through pipeline.train.fit)
+        with distributed.session(device):  # DDP under torchrun (every trainer goes through pipeline.training.loop.fit)
             model, scores, info = spec.train(ctx)
             if distributed.is_main():  # one writer; the other processes wait at the session's barrier
                 _write(method, model, scores, info, ctx, checkpoint, live, predictions)
@@ -70,9 +70,9 @@ def _write(method: str, model, scores, info: dict, ctx, checkpoint: Path | None,
     """The outputs of `mango train`: checkpoint, dvclive note for untrained methods, predictions."""
     import torch
 
-    from pipeline.data import write_predictions
+    from pipeline.data.tables import write_predictions
     from pipeline.io import write_json
-    from pipeline.train import save_checkpoint
+    from pipeline.training.loop import save_checkpoint
 
     store = ctx.store
     if checkpoint is not None:  # also for methods without torch parameters: their chosen settings

@@ -52,7 +52,7 @@ def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attent
 
     from pipeline.config import Params
     from pipeline.methods import Context, neighbour_rows, term_matrix
-    from pipeline.store import FeatureStore
+    from pipeline.features.store import FeatureStore
 
     rng = np.random.default_rng(seed)
     D, H, W, C = 16, 2, 2, 3
@@ -90,7 +90,7 @@ def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attent
 
     attention = None
     if with_attention:
-        from pipeline.attention import AttentionStore
+        from pipeline.features.store import AttentionStore
 
         att_dir = root / "attention"
         att_dir.mkdir()

@@ -34,33 +34,75 @@ def test_every_dvc_stage_is_a_mango_command():
         assert cmd[1] in names, f"{stage}: unknown sub-command {cmd[1]}"
 
 
+TRAIN_STAGES = ("train", "nbr_baseline", "baseline", "attention_baseline", "sweep")
+
+
+def matrix_methods(stage: str) -> list[str]:
+    """The methods of a matrix stage: its `${list}` resolved against dvc.yaml's vars."""
+    value = DVC["stages"][stage]["matrix"]["method"]
+    assert isinstance(value, str) and value.startswith("${"), f"{stage}: the method list belongs in vars"
+    variables = {k: v for block in DVC["vars"] for k, v in block.items()}
+    return variables[value[2:-1]]
+
+
 def test_train_matrices_run_registered_methods():
+    """The method lists of dvc.yaml's vars are the registry's trainable methods, each in its stage."""
     from pipeline.methods import all_methods
 
     methods = all_methods()
-    for stage in ("train", "nbr_baseline", "baseline", "sweep"):
-        for name in DVC["stages"][stage]["matrix"]["method"]:
+    for stage in TRAIN_STAGES:
+        for name in matrix_methods(stage):
             assert methods[name].train is not None and methods[name].stage == stage, name
             assert (methods[name].m is None) == (stage != "sweep"), name
-            assert methods[name].uses_neighbours == (stage != "baseline"), name
+            assert methods[name].uses_neighbours == (stage in ("train", "nbr_baseline", "sweep")), name
+            assert methods[name].uses_attention == (stage in ("train", "attention_baseline", "sweep")), name
     trainable = {n for n, mth in methods.items() if mth.train is not None}
-    matrixed = {n for s in ("train", "nbr_baseline", "baseline", "sweep") for n in DVC["stages"][s]["matrix"]["method"]}
-    assert trainable == matrixed
+    matrixed = [n for s in TRAIN_STAGES for n in matrix_methods(s)]
+    assert sorted(matrixed) == sorted(trainable)  # each once
+
+
+def test_stages_depend_on_what_they_read():
+    """A stage lists the stores it passes to `mango train`, and no other: KNN, TagProp, SRN and
+    Meta+Logistic do not re-run when the neighbour search changes."""
+    for stage in TRAIN_STAGES:
+        spec = DVC["stages"][stage]
+        cmd, deps = spec["cmd"].split(), spec["deps"]
+        for flag, path in (("--neighbours", "data/processed/neighbours.parquet"), ("--attention", "data/attention"),
+                           ("--nodes", "data/nodes")):
+            assert (flag in cmd) == (path in deps), (stage, flag)
+        assert "pipeline/methods" not in deps, stage  # the method's own file, not the whole package
+    assert "data/processed/neighbours.parquet" not in DVC["stages"]["baseline"]["deps"]
+    assert "data/processed/neighbours.parquet" not in DVC["stages"]["attention_baseline"]["deps"]
 
 
 def test_report_scores_every_predictions_output():
-    """The report stage reads exactly the predictions files the other stages write."""
+    """The report stage reads the predictions folder, and every stage writing predictions writes
+    `<method>.parquet` there for a registered method (the report scores them all)."""
+    from pipeline.methods import all_methods
+
     written = set()
     for stage, spec in DVC["stages"].items():
-        items = spec.get("matrix", {}).get("method", [None])
+        items = matrix_methods(stage) if "matrix" in spec else [None]
         for item in items:
             for out in spec.get("outs", []):
                 path = out if isinstance(out, str) else next(iter(out))
                 if path.startswith("data/predictions/"):
-                    written.add(path.replace("${item.method}", item or ""))
-    read = {d for d in DVC["stages"]["report"]["deps"] if d.startswith("data/predictions/")}
-    assert read == written
-    assert all(f"--predictions {p}" in DVC["stages"]["report"]["cmd"] for p in written)
+                    written.add(Path(path.replace("${item.method}", item or "")).stem)
+    assert written == set(all_methods())
+    report = DVC["stages"]["report"]
+    assert "data/predictions" in report["deps"] and "--predictions-dir data/predictions" in report["cmd"]
+    assert "data/predictions/" not in report["cmd"] and not any(d.startswith("data/predictions/") for d in report["deps"])
+
+
+def test_plots_cover_every_trainer():
+    """dvc.yaml's top-level plots (DVC takes no matrix there) chart every trainer with per-epoch curves."""
+    from pipeline.methods import all_methods
+
+    trainers = {"finetune", "insatten"} | {n for n, m in all_methods().items() if m.train is not None} - {"knn", "cnnvoting"}
+    for plot in DVC["plots"]:
+        (name, spec), = plot.items()
+        files = {Path(p).parts[2] for p in spec["y"]}  # reports/live/<trainer>/plots/metrics/<name>.tsv
+        assert files == trainers, name
 
 
 def test_only_neighbour_stages_list_m():

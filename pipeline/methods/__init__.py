@@ -27,8 +27,8 @@ class Context:
     Which optional parts are loaded follows the method's flags (uses_neighbours, ...).
     """
 
-    store: "FeatureStore"  # noqa: F821 (pipeline.store): maps (N, D, H, W), pooled (N, D), index
-    attention: "AttentionStore | None"  # noqa: F821 (pipeline.attention): beta (N, C, H, W), y (N, C)
+    store: "FeatureStore"  # noqa: F821 (pipeline.features.store): maps (N, D, H, W), pooled (N, D), index
+    attention: "AttentionStore | None"  # noqa: F821 (pipeline.training.insatten): beta (N, C, H, W), y (N, C)
     neighbours: np.ndarray | None  # (N, m) store rows of each row's metadata neighbours, -1 where missing
     targets: np.ndarray  # (N, C) 0/1
     params: Params
@@ -38,7 +38,7 @@ class Context:
     multicnn: np.ndarray | None = None  # (N, C) Multi-CNN scores (sigmoid) of every row
     metadata: "sp.csr_matrix | None" = None  # noqa: F821 (N, |T|) binary term matrix, columns in vocabulary order
     m: int = 0  # the neighbourhood size this run uses (params.m, or the method's fixed m)
-    nodes: "NodeStore | None" = None  # noqa: F821 (pipeline.nodes): MangoNet's node features, computed once
+    nodes: "NodeStore | None" = None  # noqa: F821 (pipeline.features.nodes): MangoNet's node features, computed once
 
     def rows(self, split: str) -> np.ndarray:
         return self.store.index.filter(pl.col("split") == split)["row"].to_numpy()
@@ -54,6 +54,9 @@ class Method:
     uses_metadata: bool = False  # reads the binary term matrix
     m: int | None = None  # a fixed neighbourhood size (the MangoNet-m3/m7/m15 rows), else params.m
     train: Callable[[Context], tuple[torch.nn.Module | None, np.ndarray, dict]] | None = field(default=None, compare=False)
+    # The trained model again, from its checkpoint's config (`create_model`), and its inputs for store rows.
+    create: Callable[[Context, dict], torch.nn.Module] | None = field(default=None, compare=False)
+    inputs: Callable[[Context, np.ndarray, dict], tuple[torch.Tensor, ...]] | None = field(default=None, compare=False)
 
 
 REGISTRY: dict[str, Method] = {}
@@ -76,6 +79,24 @@ def get_method(name: str) -> Method:
 def all_methods() -> dict[str, Method]:
     _load_all()
     return REGISTRY
+
+
+def create_model(name: str, ctx: Context, checkpoint: dict) -> torch.nn.Module:
+    """The trained model of method `name` rebuilt from its checkpoint (`load_checkpoint`), in eval mode."""
+    method = get_method(name)
+    if method.create is None:
+        raise MangoError(f"method '{name}' cannot be rebuilt from a checkpoint (registered without `create`)")
+    model = method.create(ctx, checkpoint["config"])
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def model_inputs(name: str, ctx: Context, rows: np.ndarray, config: dict) -> tuple[torch.Tensor, ...]:
+    """The inputs of method `name`'s model (as `create_model` rebuilds it) for store `rows`."""
+    method = get_method(name)
+    if method.inputs is None:
+        raise MangoError(f"method '{name}' registers no model inputs")
+    return method.inputs(ctx, rows, config)
 
 
 def _load_all() -> None:
@@ -116,16 +137,13 @@ def neighbour_rows(neighbours: pl.DataFrame, store, k: int) -> tuple[np.ndarray,
 
 
 def term_matrix(metadata: pl.DataFrame, store) -> "sp.csr_matrix":  # noqa: F821
-    """(N, |T|) binary matrix of each store row's terms; columns are the sorted vocabulary."""
+    """(N, |T|) binary matrix of each store row's terms; columns are the sorted vocabulary (the one
+    term-matrix builder, `pipeline.neighbours.common.membership_matrix`, with rows in store order)."""
     import scipy.sparse as sp
 
-    vocab = sorted({t for terms in metadata["terms"].to_list() for t in terms})
-    col = {t: j for j, t in enumerate(vocab)}
+    from pipeline.neighbours.common import membership_matrix
+
+    X = membership_matrix(metadata["terms"]).tocoo()  # rows in metadata order
     row_of = dict(zip(store.index["image_id"].to_list(), store.index["row"].to_list()))
-    rows, cols = [], []
-    for image_id, terms in zip(metadata["image_id"].to_list(), metadata["terms"].to_list()):
-        r = row_of[image_id]
-        rows.extend([r] * len(terms))
-        cols.extend(col[t] for t in terms)
-    data = np.ones(len(rows), dtype=np.float32)
-    return sp.csr_matrix((data, (rows, cols)), shape=(store.meta["n"], len(vocab)))
+    store_row = np.array([row_of[i] for i in metadata["image_id"].to_list()], dtype=np.int64)
+    return sp.csr_matrix((X.data.astype(np.float32), (store_row[X.row], X.col)), shape=(store.meta["n"], X.shape[1]))

@@ -11,7 +11,7 @@ search the test split, as for MangoNet). Scores stay in [0, 1] for w in [0, 1].
 Choices the paper leaves open:
     * The weight w: chosen on a validation split carved from the training rows (a seeded random
       `methods.cnnvoting.val_fraction` of them), as the w in {0, w_step, ..., 1} that maximises
-      the validation mAPC (`pipeline.metrics.evaluate_scores`); the first (smallest) w wins ties.
+      the validation mAPC (`pipeline.evaluation.metrics.evaluate_scores`); the first (smallest) w wins ties.
       The validation images' neighbours are training images (the neighbour search runs within a
       split), exactly as test images' neighbours are test images. Nothing else is fitted, so the
       rest of the training rows serve only as neighbours. Caveat: Multi-CNN itself was trained on
@@ -30,7 +30,7 @@ import numpy as np
 from pipeline.config import method_params
 from pipeline.errors import MangoError
 from pipeline.methods import Context, Method, register
-from pipeline.metrics import evaluate_scores
+from pipeline.evaluation.metrics import evaluate_scores
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from pipeline.progress import progress
 
 from pipeline.config import method_params
 from pipeline.errors import MangoError
-from pipeline.faiss_index import CosineIndex
+from pipeline.neighbours.cosine import CosineIndex
 from pipeline.methods import Context, Method, register
-from pipeline.store import gather
+from pipeline.features.store import gather
 
 log = logging.getLogger(__name__)
 

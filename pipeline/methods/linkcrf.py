@@ -15,7 +15,7 @@ from q_i = sigmoid(a_c u_ic + b_c):
     q_ic <- sigmoid(a_c * u_ic + b_c + w_c * sum_j s_ij * (2 q_jc - 1))
 
 and a_c, b_c, w_c (3C numbers) minimise the BCE of the final marginals on training rows, with the
-mean-field unrolled and differentiated, through `pipeline.train.fit`.
+mean-field unrolled and differentiated, through `pipeline.training.loop.fit`.
 
 Batches and the graph: a row's marginal after T steps depends on its T-hop neighbourhood, so
 each training step runs the mean-field over the whole split's graph (the training rows with
@@ -50,11 +50,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.batching import index_batches, n_batches
 from pipeline.config import TrainParams, method_params
 from pipeline.errors import MangoError
 from pipeline.methods import Context, Method, register
-from pipeline.train import fit, predict
+from pipeline.training.loop import fit_and_predict
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +142,11 @@ def train(ctx: Context) -> tuple[LinkCRF, np.ndarray, dict]:
     model = LinkCRF(labels.shape[1], p.iterations)
     own = np.arange(len(train_rows))
 
-    def batches(epoch: int):
-        for pos in index_batches(own, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch, shard=True):
-            yield (*graph, torch.from_numpy(pos)), labels[pos]
-
-    history = fit(model, batches, n_batches(len(own), p.batch_size, shard=True), p, ctx.device, "linkcrf", ctx.live_dir)
     test_graph = graph_inputs(ctx, test_rows, "test")
-    scores = predict(model, [(*test_graph, torch.arange(len(test_rows)))], ctx.device, 1, desc="linkcrf: predict")
+    scores, history = fit_and_predict(model, "linkcrf", p, ctx.device, seed=ctx.params.seed, train_rows=own,
+                                      train_inputs=lambda pos: (*graph, torch.from_numpy(pos)), targets=labels,
+                                      test_rows=np.arange(len(test_rows)), test_inputs=lambda pos: (*test_graph, torch.from_numpy(pos)),
+                                      live_dir=ctx.live_dir, predict_batch_size=max(1, len(test_rows)))  # one batch: the whole graph
     learned = {k: v.detach().cpu().tolist() for k, v in model.state_dict().items()}
     config = {"method": "linkcrf", "m": ctx.m, **dataclasses.asdict(p), "learned": learned}
     return model, scores, {"config": config, "history": history}

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.batching import gather_maps, index_batches, n_batches
+from pipeline.features.batching import gather_maps, index_batches, n_batches
 from pipeline.config import family_params
 from pipeline.device import autocast
 from pipeline.methods import Context, Method, register
-from pipeline.models.mangonet import MangoNet, normalised_entropy
-from pipeline.train import fit, predict
+from pipeline.models.mangonet import MangoNet, MangoNetConfig, normalised_entropy
+from pipeline.training.loop import fit_rows, predict
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def graph_batch(ctx: Context, idx: np.ndarray, m: int, pool: int) -> tuple[torch
 
 def build(ctx: Context, nodes: str = "coatten", global_feature: bool = True) -> MangoNet:
     p = ctx.params.mangonet
-    return MangoNet(ctx.store.meta["dim"], len(ctx.store.labels), p.hidden, nodes, global_feature, p.coattention())
+    return MangoNet(MangoNetConfig(dim=ctx.store.meta["dim"], num_labels=len(ctx.store.labels), hidden=p.hidden, nodes=nodes,
+                                   global_feature=global_feature, coatten=p.coattention()))
 
 
 class _Head(nn.Module):
@@ -137,25 +138,21 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     fits = len(train_rows) * (m + 1) * ctx.store.meta["dim"] * 4 <= NODE_CACHE_BYTES
     if model.learns_coattention:
         log.info("%s: co-attention runs in every batch (its temperature is learnt)", name)
+        trained, rows, fit_targets = model, train_rows, targets
 
-        def batches(epoch: int):
-            for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-                yield graph_batch(ctx, idx, m, p.coatten_pool), targets[idx]
-
-        trained: nn.Module = model
+        def batch_inputs(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return graph_batch(ctx, idx, m, p.coatten_pool)
     elif fits:  # the training rows' node features in memory, read or computed once
-        inputs = (ctx.nodes.inputs(train_rows, ctx.neighbours, m, holistic) if from_store
+        cached = (ctx.nodes.inputs(train_rows, ctx.neighbours, m, holistic) if from_store
                   else node_inputs(ctx, model, train_rows, m, p.coatten_pool))
-        position = np.arange(len(train_rows))
+        trained, rows, fit_targets = _Head(model), np.arange(len(train_rows)), targets[train_rows]
 
-        def batches(epoch: int):
-            for i in index_batches(position, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-                yield tuple(x[i] for x in inputs), targets[train_rows[i]]
-
-        trained = _Head(model)
+        def batch_inputs(i: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return tuple(x[i] for x in cached)
     else:
         log.info("%s: node features of %d rows exceed %.0f GB: %s batch by batch", name, len(train_rows),
                  NODE_CACHE_BYTES / 2**30, "read from the node store" if from_store else "computed")
+        trained, rows, fit_targets = _Head(model), train_rows, targets
 
         def batch_inputs(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
             if from_store:
@@ -165,12 +162,7 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
                 z, _ = model.node_features(phi, beta, y, mask)
             return z, phi[:, 0].mean(dim=-1), mask
 
-        def batches(epoch: int):
-            for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-                yield batch_inputs(idx), targets[idx]
-
-        trained = _Head(model)
-    history = fit(trained, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, name, ctx.live_dir)
+    history = fit_rows(trained, rows, batch_inputs, fit_targets, p, ctx.device, name, ctx.live_dir, seed=seed)
     if from_store:
         test_inputs = store_batches(ctx, test_rows, m, holistic)
         stats = None
@@ -196,14 +188,22 @@ def graph_method(name: str, nodes: str = "coatten", global_feature: bool = True)
     return train
 
 
+def _create(ctx: Context, config: dict) -> MangoNet:
+    return build(ctx, config["nodes"], config["global_feature"])
+
+
+def _inputs(ctx: Context, rows: np.ndarray, config: dict) -> tuple[torch.Tensor, ...]:
+    return graph_batch(ctx, rows, int(config["m"]), int(config["coatten_pool"]))
+
+
 register(Method("mangonet", "MangoNet", stage="train", uses_neighbours=True, uses_attention=True,
-                train=graph_method("mangonet")))
+                train=graph_method("mangonet"), create=_create, inputs=_inputs))
 # Ablations of section 4.4: holistic (average-pooled) node features; no global-feature concatenation.
 register(Method("ngcn", "NGCN", stage="train", uses_neighbours=True, uses_attention=True,
-                train=graph_method("ngcn", nodes="holistic")))
+                train=graph_method("ngcn", nodes="holistic"), create=_create, inputs=_inputs))
 register(Method("mangonet_wo_gf", "MangoNet w/o GF", stage="train", uses_neighbours=True, uses_attention=True,
-                train=graph_method("mangonet_wo_gf", global_feature=False)))
+                train=graph_method("mangonet_wo_gf", global_feature=False), create=_create, inputs=_inputs))
 # The neighbourhood-size rows of tables 1-3, each with its m fixed (the top-level m drives "MangoNet").
 for _m in (3, 7, 15):
     register(Method(f"mangonet_m{_m}", f"MangoNet-m{_m}", stage="sweep", uses_neighbours=True, uses_attention=True,
-                    m=_m, train=graph_method(f"mangonet_m{_m}")))
+                    m=_m, train=graph_method(f"mangonet_m{_m}"), create=_create, inputs=_inputs))

@@ -4,7 +4,7 @@ The metadata-only baseline: each image is its binary |T|-dim term vector t (1 wh
 carries vocabulary term j, from `ctx.metadata`), and each label c has its own logistic regression
 p(c | t) = sigmoid(w_c . t + b_c), trained with the logistic loss on the training rows. The C
 regressions share nothing, so they are one `nn.Linear(|T|, C)` trained with the one loop
-`pipeline.train.fit` (its multi-label BCE on the logits is exactly the per-label logistic loss).
+`pipeline.training.loop.fit` (its multi-label BCE on the logits is exactly the per-label logistic loss).
 
 Choices the paper leaves open:
     * Optimiser: SGD with momentum from `methods.metalogistic` (the loop every trainer shares),
@@ -27,11 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.batching import index_batches, n_batches
 from pipeline.config import TrainParams, method_params
 from pipeline.errors import MangoError
 from pipeline.methods import Context, Method, register
-from pipeline.train import fit, predict
+from pipeline.training.loop import fit_and_predict
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,9 @@ def train(ctx: Context) -> tuple[nn.Module, np.ndarray, dict]:
     torch.manual_seed(seed)
     model = nn.Linear(metadata.shape[1], n_labels)  # (B, |T|) -> (B, C) logits, one regression per label
 
-    def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-            yield term_batch(metadata, idx), torch.from_numpy(ctx.targets[idx].astype(np.float32))
-
-    history = fit(model, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, NAME, ctx.live_dir)
-    test_batches = (term_batch(metadata, idx) for idx in index_batches(test_rows, 1024, shuffle=False))
-    scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 1024), desc=f"{NAME}: predict")
+    scores, history = fit_and_predict(model, NAME, p, ctx.device, seed=seed, train_rows=train_rows,
+                                      train_inputs=lambda idx: term_batch(metadata, idx), targets=ctx.targets,
+                                      test_rows=test_rows, live_dir=ctx.live_dir, predict_batch_size=1024)
     scores = scores.reshape(len(test_rows), n_labels)  # (N_test, C), also when the test split is empty
     config = {"method": NAME, "vocab_size": int(metadata.shape[1]), **dataclasses.asdict(p)}
     return model, scores, {"config": config, "history": history}

@@ -22,7 +22,7 @@ Choices, following the MangoNet paper (section 4.3) where it says, the original 
   neighbourhood keeps the comparison with MangoNet on the same inputs and is deterministic.
 - Missing neighbours are masked out of the max; since ReLU embeddings are >= 0, filling them with
   0 leaves the max over the present ones unchanged, and an image with no neighbour gets s = 0.
-- Optimiser: SGD of `pipeline.train.fit`, settings in `methods.ncnn` of params.yaml: 10 epochs,
+- Optimiser: SGD of `pipeline.training.loop.fit`, settings in `methods.ncnn` of params.yaml: 10 epochs,
   batch 64, cosine decay as the MangoNet section; lr 0.2. Of 0.05, 0.1, 0.2 and 0.5, the larger
   rates reached lower training losses on the default data (0.5 lowest); 0.2 keeps a margin for
   larger, unnormalised features (2048-d ResNet-101).
@@ -40,12 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.batching import index_batches, n_batches
 from pipeline.config import TrainParams, method_params
 from pipeline.errors import MangoError
 from pipeline.methods import Context, Method, register
-from pipeline.store import gather
-from pipeline.train import fit, predict
+from pipeline.features.store import gather
+from pipeline.training.loop import fit_and_predict
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +99,9 @@ def train(ctx: Context) -> tuple[NeighbourhoodCNN, np.ndarray, dict]:
     train_rows, test_rows = ctx.rows("train"), ctx.rows("test")
     torch.manual_seed(seed)
     model = NeighbourhoodCNN(ctx.store.pooled.shape[1], ctx.targets.shape[1], p.hidden)
-
-    def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=seed, epoch=epoch, shard=True):
-            yield ncnn_batch(ctx, idx, m), torch.from_numpy(ctx.targets[idx].astype(np.float32))
-
-    history = fit(model, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, "ncnn", ctx.live_dir)
-    test_batches = (ncnn_batch(ctx, idx, m) for idx in index_batches(test_rows, 256, shuffle=False))
-    scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc="ncnn: predict")
+    scores, history = fit_and_predict(model, "ncnn", p, ctx.device, seed=seed, train_rows=train_rows,
+                                      train_inputs=lambda idx: ncnn_batch(ctx, idx, m), targets=ctx.targets,
+                                      test_rows=test_rows, live_dir=ctx.live_dir)
     config = {"method": "ncnn", "m": m, **dataclasses.asdict(p), "pooling": "max", "features": "pooled"}
     return model, scores, {"config": config, "history": history}
 

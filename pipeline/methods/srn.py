@@ -32,7 +32,7 @@ What is taken from where, and the choices where this set-up differs from the ori
 - Initialisation: He (kaiming normal, zero bias) for the three ReLU convs. PyTorch's default conv
   init shrinks the signal about 2.4x per layer, and through four layers SGD sat on the
   label-frequency plateau for most of the run; with He init it trains at the usual learning rates.
-- Optimiser: SGD of `pipeline.train.fit`, settings in `methods.srn` of params.yaml: 10 epochs,
+- Optimiser: SGD of `pipeline.training.loop.fit`, settings in `methods.srn` of params.yaml: 10 epochs,
   batch 64, cosine decay as the MangoNet section; lr 0.2. Of 0.05, 0.1, 0.2 and 0.5, the larger
   rates reached lower training losses on the default data (0.5 lowest); 0.2 keeps a margin for
   larger features (2048-d ResNet-101).
@@ -50,11 +50,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.batching import gather_maps, index_batches, n_batches
+from pipeline.features.batching import gather_maps
 from pipeline.config import TrainParams, method_params
 from pipeline.errors import MangoError
 from pipeline.methods import Context, Method, register
-from pipeline.train import fit, predict
+from pipeline.training.loop import fit_and_predict
 
 log = logging.getLogger(__name__)
 
@@ -170,17 +170,13 @@ def train(ctx: Context) -> tuple[SRN, np.ndarray, dict]:
     torch.manual_seed(ctx.params.seed)
     model = SRN(c, h, w, p.hidden, p.alpha)
 
-    def batches(epoch: int):
-        for idx in index_batches(train_rows, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch, shard=True):
-            beta, y_att, _ = srn_batch(ctx, idx)
-            yield (beta, y_att), torch.from_numpy(ctx.targets[idx].astype(np.float32))
-
-    history = fit(model.f_sr, batches, n_batches(len(train_rows), p.batch_size, shard=True), p, ctx.device, "srn", ctx.live_dir)
-    test_batches = (srn_batch(ctx, idx) for idx in index_batches(test_rows, 256, shuffle=False))
-    scores = predict(model, test_batches, ctx.device, n_batches(len(test_rows), 256), desc="srn: predict")
+    scores, history = fit_and_predict(model, "srn", p, ctx.device, seed=ctx.params.seed, train_rows=train_rows,
+                                      train_inputs=lambda idx: srn_batch(ctx, idx)[:2], targets=ctx.targets,
+                                      test_rows=test_rows, test_inputs=lambda idx: srn_batch(ctx, idx),
+                                      live_dir=ctx.live_dir, trained=model.f_sr)
     config = {"method": "srn", **dataclasses.asdict(p), "height": h, "width": w, "trained": "f_sr on y_sr",
               "attention": "P * beta", "confidence": "sigmoid(InsAtten y)", "y_cls": "logit(multicnn)"}
     return model, scores, {"config": config, "history": history}
 
 
-register(Method("srn", "SRN", stage="baseline", uses_attention=True, train=train))
+register(Method("srn", "SRN", stage="attention_baseline", uses_attention=True, train=train))

@@ -14,7 +14,7 @@ with either of the original's two weightings (`methods.tagprop.weights`):
     distance:  pi_ij = softmax_j(-theta * d_ij),         d_ij = 1 - cos(f_i, f_j), theta > 0 learned
 
 All parameters maximise the log-likelihood of the training labels, i.e. minimise BCE, with
-mini-batches of training rows through `pipeline.train.fit` (their K training neighbours are found
+mini-batches of training rows through `pipeline.training.loop.fit` (their K training neighbours are found
 once with FAISS, before training).
 
 What differs from the original, and the choices the paper leaves open:
@@ -43,12 +43,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.batching import index_batches, n_batches
 from pipeline.config import TrainParams, method_params
 from pipeline.errors import MangoError
-from pipeline.faiss_index import CosineIndex
+from pipeline.neighbours.cosine import CosineIndex
 from pipeline.methods import Context, Method, register
-from pipeline.train import fit, predict
+from pipeline.training.loop import fit_and_predict
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +148,10 @@ def train(ctx: Context) -> tuple[TagProp, np.ndarray, dict]:
     torch.manual_seed(ctx.params.seed)
     model = TagProp(p.k, labels.shape[1], p.weights, theta0)
 
-    def batches(epoch: int):
-        for pos in index_batches(own, p.batch_size, shuffle=True, seed=ctx.params.seed, epoch=epoch, shard=True):
-            yield inputs(nb_train, d_train, pos), torch.from_numpy(labels[pos])
-
-    history = fit(model, batches, n_batches(len(own), p.batch_size, shard=True), p, ctx.device, "tagprop", ctx.live_dir)
-    test_pos = np.arange(len(test_rows))
-    test_batches = (inputs(nb_test, d_test, pos) for pos in index_batches(test_pos, 1024, shuffle=False))
-    scores = predict(model, test_batches, ctx.device, n_batches(len(test_pos), 1024), desc="tagprop: predict")
+    scores, history = fit_and_predict(model, "tagprop", p, ctx.device, seed=ctx.params.seed, train_rows=own,
+                                      train_inputs=lambda pos: inputs(nb_train, d_train, pos), targets=labels,
+                                      test_rows=np.arange(len(test_rows)), test_inputs=lambda pos: inputs(nb_test, d_test, pos),
+                                      live_dir=ctx.live_dir, predict_batch_size=1024)
     config = {"method": "tagprop", **dataclasses.asdict(p), "theta_init": theta0}
     if p.weights == "distance":
         config["theta"] = float(model.log_theta.detach().exp())

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.config import is_weights_member
+from pipeline.config import BackboneParams, is_weights_member
 from pipeline.errors import MangoError
 
 log = logging.getLogger(__name__)
@@ -233,3 +233,17 @@ def build_backbone(arch: str, num_labels: int, weights: str = "none", node: str 
         if trunk_missing:
             raise MangoError(f"backbone.weights: '{path}' does not fit {arch} (missing e.g. {trunk_missing[0]})")
     return model
+
+
+def backbone_from_params(backbone: BackboneParams, num_labels: int, weights: str | None = None) -> Backbone:
+    """The backbone that `backbone` params describe (weights: override, e.g. "none" before loading a checkpoint)."""
+    return build_backbone(backbone.arch, num_labels, backbone.weights if weights is None else weights,
+                          node=backbone.node, output_stride=backbone.output_stride)
+
+
+def weights_used(backbone: BackboneParams) -> str:
+    """What `backbone.weights` resolved to: the torchvision enum member (e.g. MobileNet_V2_Weights.IMAGENET1K_V1),
+    the checkpoint path, or none."""
+    if backbone.weights == "none" or Path(backbone.weights).is_file():
+        return backbone.weights
+    return str(imagenet_weights(backbone.arch, backbone.weights))

@@ -155,6 +155,18 @@ class GraphConv(nn.Module):
         return torch.relu(s @ self.weight(z)) + z  # (B, N, D)
 
 
+@dataclass(frozen=True)
+class MangoNetConfig:
+    """What a MangoNet is made of (the checkpoint's `config` rebuilds it)."""
+
+    dim: int  # D, channels of the conv maps phi
+    num_labels: int  # C
+    hidden: int = 512  # eq. 10's FC state size
+    nodes: str = "coatten"  # coatten (the paper) | holistic (NGCN: average-pooled phi)
+    global_feature: bool = True  # False: "MangoNet w/o GF"
+    coatten: CoAttentionConfig = CoAttentionConfig()
+
+
 class MangoNet(nn.Module):
     """Co-attention guided GCN over the target and its metadata neighbours (Fig. 2, eq. 4-11).
 
@@ -165,22 +177,16 @@ class MangoNet(nn.Module):
     mask[:, 0] True (the target) -> logits (B, C).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_labels: int,
-        hidden: int = 512,
-        nodes: str = "coatten",
-        global_feature: bool = True,
-        coatten: CoAttentionConfig = CoAttentionConfig(),
-    ) -> None:
+    def __init__(self, config: MangoNetConfig) -> None:
         super().__init__()
-        if nodes not in ("coatten", "holistic"):
-            raise ValueError(f"nodes must be coatten or holistic, got {nodes!r}")
-        self.nodes, self.global_feature, self.coatten = nodes, global_feature, coatten
-        self.psi = nn.Linear(dim, hidden)  # eq. 10: FC with hidden state size 512
+        if config.nodes not in ("coatten", "holistic"):
+            raise ValueError(f"nodes must be coatten or holistic, got {config.nodes!r}")
+        self.config = config
+        self.nodes, self.global_feature, self.coatten = config.nodes, config.global_feature, config.coatten
+        coatten, dim = config.coatten, config.dim
+        self.psi = nn.Linear(dim, config.hidden)  # eq. 10: FC with hidden state size 512
         self.gcn = GraphConv(dim)  # eq. 11
-        self.fc = nn.Linear(2 * dim if global_feature else dim, num_labels)
+        self.fc = nn.Linear(2 * dim if config.global_feature else dim, config.num_labels)
         log_t = torch.tensor(float(coatten.temperature)).log()
         if coatten.learn_temperature:
             self.log_temperature = nn.Parameter(log_t)
@@ -192,7 +198,8 @@ class MangoNet(nn.Module):
         """Whether eq. 4-9 hold a learnt parameter (then node features cannot be computed once)."""
         return self.nodes == "coatten" and self.coatten.learn_temperature
 
-    def node_features(self, phi, beta, y, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def node_features(self, phi: torch.Tensor, beta: torch.Tensor, y: torch.Tensor,
+                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Z^ (B, N, D) and the co-attention maps alpha (B, N, P) (None for holistic nodes)."""
         if self.nodes == "holistic":
             return phi.mean(dim=-1), None  # (B, N, D)
@@ -203,7 +210,7 @@ class MangoNet(nn.Module):
         alpha = coattention(w, maps, self.log_temperature.exp())  # (B, N, P)   eq. 5, 8
         return attend(alpha, phi), alpha  # (B, N, D)                           eq. 6, 9
 
-    def forward(self, phi, beta, y, mask) -> torch.Tensor:
+    def forward(self, phi: torch.Tensor, beta: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         z, _ = self.node_features(phi, beta, y, mask)  # (B, N, D)
         return self.head(z, phi[:, 0].mean(dim=-1), mask)
 

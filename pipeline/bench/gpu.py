@@ -1,0 +1,256 @@
+"""Throughput of the pipeline's GPU work on synthetic tensors at the paper's shapes (`mango bench gpu`).
+
+Four phases, each with the project's own modules and the settings the stages use (bf16 autocast
+and channels_last on CUDA, SGD with momentum, BCE):
+
+    finetune   Backbone forward + backward + SGD step on (B, 3, S, S) images       (stage finetune)
+    features   Backbone forward only, maps copied to host as float16                (stage features)
+    insatten   InsAtten training step on (B, D, h, w) maps, h = w = S / 32          (stage insatten)
+    mangonet   MangoNet training step on (B, m+1, D, P) maps, P = (h / pool)^2,
+               with (B, m+1, C, P) attention maps and (B, m+1, C) confidences      (stage train@mangonet)
+
+Warm-up steps are excluded; each phase reports images/s, ms per step and the peak GPU memory
+(`torch.cuda.max_memory_allocated`). A CUDA out-of-memory error ends that phase only and is
+reported. The figures are compute only: JPEG decoding (finetune, features) and memmap gathers
+(the trainers) come on top, and are what the DataLoader workers and the page cache must keep up with.
+
+Shapes: B batch, S input size, D channels, h w grid, P positions, m neighbours, C labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from pipeline.device import autocast
+
+log = logging.getLogger(__name__)
+
+PHASES = ("finetune", "features", "insatten", "mangonet")
+
+
+@dataclass
+class BenchConfig:
+    """Shapes of the benchmark (defaults: the paper on NUS-WIDE) and the run sizes of the estimate."""
+
+    arch: str = "resnet101"
+    input_size: int = 448  # S: ResNet's stride 32 gives h = w = 14
+    batch: int = 64
+    m: int = 15
+    labels: int = 81  # C
+    insatten_hidden: int = 512
+    mangonet_hidden: int = 512
+    coatten_pool: int = 2  # the paper's 14x14 -> 7x7
+    steps: int = 10
+    warmup: int = 3
+    # sizes of the whole-pipeline estimate: NUS-WIDE's official split (269,648 images)
+    n_train: int = 161_789
+    n_test: int = 107_859
+    finetune_epochs: int = 10
+    insatten_epochs: int = 10
+    mangonet_epochs: int = 10
+    graph_runs: int = 6  # MangoNet-family stages: mangonet, ngcn, mangonet_wo_gf, mangonet_m3/m7/m15
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import MangoError
+        from pipeline.models.backbone import check_arch
+
+        check_arch(self.arch)
+        for name in ("input_size", "batch", "m", "labels", "insatten_hidden", "mangonet_hidden", "coatten_pool", "steps"):
+            if getattr(self, name) < 1:
+                raise MangoError(f"bench gpu: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.input_size < 32:
+            raise MangoError(f"bench gpu: --input-size must be >= 32 (ResNet stride), got {self.input_size}")
+        if self.warmup < 0:
+            raise MangoError(f"bench gpu: --warmup must be >= 0, got {self.warmup}")
+
+
+@dataclass
+class PhaseResult:
+    status: str = "ok"  # ok | out of memory
+    images_per_s: float | None = None
+    ms_per_step: float | None = None
+    peak_memory_gb: float | None = None  # CUDA only
+    shapes: dict = field(default_factory=dict)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(step: Callable[[], None], cfg: BenchConfig, device: torch.device) -> tuple[float, float]:
+    """(images/s, ms/step) of `step` over cfg.steps steps after cfg.warmup untimed ones."""
+    for _ in range(cfg.warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(cfg.steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return cfg.batch * cfg.steps / seconds, 1000 * seconds / cfg.steps
+
+
+def _train_step(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """One SGD + BCE step of `model` on fixed inputs, as `pipeline.training.loop.fit` does it."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        with autocast(device):
+            out = model(*inputs)
+        logits = out[0] if isinstance(out, tuple) else out
+        loss = loss_fn(logits.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    return step
+
+
+def map_shape(cfg: BenchConfig) -> tuple[int, int]:
+    """(D, h) of the backbone's maps at input size S, measured on the model itself (one probe)."""
+    return _map_shape(cfg.arch, cfg.input_size)
+
+
+@functools.cache
+def _map_shape(arch: str, input_size: int) -> tuple[int, int]:
+    from pipeline.models.backbone import build_backbone
+
+    model = build_backbone(arch, 1, "none").eval()
+    with torch.no_grad():
+        _, d, h, _ = model.maps(torch.zeros(1, 3, input_size, input_size)).shape
+    return d, h
+
+
+def _finetune(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+    from pipeline.models.backbone import build_backbone
+
+    model = build_backbone(cfg.arch, cfg.labels, "none").to(device)
+    x = torch.randn(cfg.batch, 3, cfg.input_size, cfg.input_size, device=device)  # (B, 3, S, S)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+    target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
+    return _train_step(model, (x,), target, device), {"images": list(x.shape)}
+
+
+def _features(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+    from pipeline.models.backbone import build_backbone
+
+    model = build_backbone(cfg.arch, cfg.labels, "none").to(device).eval()
+    x = torch.randn(cfg.batch, 3, cfg.input_size, cfg.input_size, device=device)  # (B, 3, S, S)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def step() -> None:
+        with autocast(device):
+            phi = model.maps(x)  # (B, D, h, w)
+        phi = phi.float()
+        model.head(phi.mean(dim=(2, 3)))  # (B, C) Multi-CNN scores
+        phi.to(torch.float16).cpu()  # the store's rows, to host as float16
+
+    d, h = map_shape(cfg)
+    return step, {"images": list(x.shape), "maps": [cfg.batch, d, h, h]}
+
+
+def _insatten(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+    from pipeline.models.insatten import InsAtten
+
+    d, h = map_shape(cfg)
+    model = InsAtten(d, cfg.labels, cfg.insatten_hidden).to(device)
+    phi = torch.randn(cfg.batch, d, h, h, device=device)  # (B, D, h, w), as gathered from the store
+    target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
+    return _train_step(model, (phi,), target, device), {"maps": list(phi.shape)}
+
+
+def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+    from pipeline.models.mangonet import MangoNet, MangoNetConfig
+
+    (d, h), n = map_shape(cfg), cfg.m + 1
+    side = -(-h // cfg.coatten_pool)  # ceil: the trainers pool with ceil_mode
+    p = side * side
+    model = MangoNet(MangoNetConfig(dim=d, num_labels=cfg.labels, hidden=cfg.mangonet_hidden)).to(device)
+    phi = torch.randn(cfg.batch, n, d, p, device=device)  # (B, N, D, P)
+    beta = torch.rand(cfg.batch, n, cfg.labels, p, device=device).softmax(-1)  # (B, N, C, P)
+    y = torch.randn(cfg.batch, n, cfg.labels, device=device)  # (B, N, C)
+    mask = torch.ones(cfg.batch, n, dtype=torch.bool, device=device)  # (B, N)
+    target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
+    return _train_step(model, (phi, beta, y, mask), target, device), {"phi": list(phi.shape), "beta": list(beta.shape)}
+
+
+BUILDERS = {"finetune": _finetune, "features": _features, "insatten": _insatten, "mangonet": _mangonet}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def run_phase(name: str, cfg: BenchConfig, device: torch.device) -> PhaseResult:
+    """Measure one phase; a CUDA out-of-memory error is reported, not raised."""
+    result = PhaseResult()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        step, result.shapes = BUILDERS[name](cfg, device)
+        result.images_per_s, result.ms_per_step = _timed(step, cfg, device)
+    except (RuntimeError, MemoryError) as exc:
+        if device.type != "cuda" or not _out_of_memory(exc):
+            raise
+        result.status = "out of memory"
+        log.warning("bench gpu: %s ran out of GPU memory at batch %d (%s)", name, cfg.batch, str(exc).splitlines()[0])
+    finally:
+        step = None  # free the phase's model, optimiser and tensors before the next one
+        if device.type == "cuda":
+            result.peak_memory_gb = torch.cuda.max_memory_allocated(device) / 1e9
+            torch.cuda.empty_cache()
+    log.info("bench gpu: %s %s", name, result.status if result.images_per_s is None else f"{result.images_per_s:.1f} images/s")
+    return result
+
+
+def estimate(cfg: BenchConfig, results: dict[str, PhaseResult]) -> dict[str, float | None]:
+    """Seconds of GPU compute per stage of the whole pipeline at these rates (None where a phase failed).
+
+    Inference passes (attention maps of every image, test predictions) are costed at the training
+    rate of their model: an upper bound, since a forward pass is cheaper than a training step.
+    """
+    n_all = cfg.n_train + cfg.n_test
+
+    def seconds(phase: str, images: float) -> float | None:
+        rate = results[phase].images_per_s
+        return images / rate if rate else None
+
+    out = {
+        "finetune": seconds("finetune", cfg.finetune_epochs * cfg.n_train),
+        "features": seconds("features", n_all),
+        "insatten": seconds("insatten", cfg.insatten_epochs * cfg.n_train + n_all),
+        "mangonet": seconds("mangonet", cfg.graph_runs * (cfg.mangonet_epochs * cfg.n_train + cfg.n_test)),
+    }
+    out["total"] = None if any(v is None for v in out.values()) else sum(out.values())
+    return out
+
+
+def run(cfg: BenchConfig, device: torch.device, phases: tuple[str, ...] = PHASES) -> dict:
+    """Every phase, then the estimate; a JSON-ready dict."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    torch.manual_seed(0)
+    results = {name: run_phase(name, cfg, device) for name in phases}
+    info = {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "bf16_autocast": not isinstance(autocast(device), contextlib.nullcontext),
+            "channels_last": device.type == "cuda", "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"device": info, "config": asdict(cfg), "phases": {k: asdict(v) for k, v in results.items()},
+            "estimate_seconds": estimate(cfg, results) if set(phases) == set(PHASES) else None}

@@ -1,8 +1,0 @@
-"""Dataset adapters: each reads an official on-disk layout into the shared prepared tables.
-
-An adapter returns a `Prepared`; `pipeline.prepare` validates images, splits and writes it.
-"""
-
-from pipeline.datasets.base import Prepared
-
-__all__ = ["Prepared"]

@@ -1,0 +1,103 @@
+"""`mango bench gpu` at tiny shapes on the CPU: every phase runs, the JSON holds what the README
+promises, the estimate follows from the measured rates, and a CUDA out-of-memory is reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.bench import gpu as gpu_bench
+from pipeline.bench.gpu import PHASES, BenchConfig, map_shape, run_phase
+from stages.cli import app
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
+    """`precision: auto`: bf16 autocast exactly where the device has native bf16 (set both ways here,
+    whatever this machine's CPU has)."""
+    import pipeline.device
+
+    monkeypatch.setattr(pipeline.device, "native_bf16", lambda device: native)
+    out = tmp_path / "bench.json"
+    args = ["bench", "gpu", "--device", "cpu", "--arch", "resnet10", "--input-size", "64", "--batch", "4", "--steps", "1",
+            "--warmup", "1", "--m", "3", "--labels", "5", "--hidden", "16", "--n-train", "1000", "--n-test", "500",
+            "--finetune-epochs", "2", "--insatten-epochs", "3", "--mangonet-epochs", "4", "--graph-runs", "2",
+            "--params", str(tmp_path / "absent.yaml"), "--out", str(out)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "| phase | images/s | ms/step | peak GPU memory (GB) | input shapes | status |" in result.output
+    report = json.loads(out.read_text())
+    assert set(report) == {"device", "config", "phases", "estimate_seconds"}
+    assert report["device"]["type"] == "cpu"
+    assert report["device"]["bf16_autocast"] is native  # precision auto: on with native bf16, else fp32
+    assert f"bf16 autocast {'on' if native else 'off'}, channels_last off" in result.output
+    assert set(report["phases"]) == set(PHASES)
+    for name, phase in report["phases"].items():
+        assert set(phase) == {"status", "images_per_s", "ms_per_step", "peak_memory_gb", "shapes"}, name
+        assert phase["status"] == "ok" and phase["images_per_s"] > 0 and phase["peak_memory_gb"] is None, name
+        assert phase["images_per_s"] == pytest.approx(4 * 1000 / phase["ms_per_step"]), name
+    # shapes the store would hold: 64 px -> 2x2 maps of D = 512 (BasicBlock); 3 neighbours + the target
+    assert report["phases"]["features"]["shapes"]["maps"] == [4, 512, 2, 2]
+    assert report["phases"]["mangonet"]["shapes"]["phi"] == [4, 4, 512, 1]  # pool 2: 2x2 -> 1x1
+    assert report["phases"]["mangonet"]["shapes"]["beta"] == [4, 4, 5, 1]
+    rate = {k: v["images_per_s"] for k, v in report["phases"].items()}
+    est = report["estimate_seconds"]
+    # images each stage processes, from the options above: 2 finetune epochs x 1000 train images;
+    # features of all 1000 + 500; 3 InsAtten epochs + its maps of all 1500; 2 graph runs x
+    # (4 epochs x 1000 + 500 test predictions)
+    images = {"finetune": 2000, "features": 1500, "insatten": 4500, "mangonet": 9000}
+    for name, n_images in images.items():
+        assert est[name] == pytest.approx(n_images / rate[name]), name
+    assert est["total"] == pytest.approx(2000 / rate["finetune"] + 1500 / rate["features"]
+                                         + 4500 / rate["insatten"] + 9000 / rate["mangonet"])
+
+
+def test_estimate_is_images_over_rate_per_stage():
+    """The estimate at crafted rates, worked out by hand from the run sizes of the config."""
+    cfg = BenchConfig(n_train=100, n_test=50, finetune_epochs=2, insatten_epochs=3, mangonet_epochs=4, graph_runs=5)
+    rates = {"finetune": 10.0, "features": 15.0, "insatten": 45.0, "mangonet": 250.0}
+    est = gpu_bench.estimate(cfg, {k: gpu_bench.PhaseResult(images_per_s=v) for k, v in rates.items()})
+    # finetune 2 x 100 / 10; features (100 + 50) / 15; insatten (3 x 100 + 150) / 45;
+    # mangonet 5 x (4 x 100 + 50) / 250; total 20 + 10 + 10 + 9
+    assert est == pytest.approx({"finetune": 20.0, "features": 10.0, "insatten": 10.0, "mangonet": 9.0, "total": 49.0})
+
+
+def test_map_shape_follows_the_models_own_strides():
+    """The estimate's map sizes come from probing the model: ResNet-101 at 448 px gives the paper's
+    (2048, 14x14); ResNet-10 at 100 px rounds each of its five halvings up (100 -> 4)."""
+    assert map_shape(BenchConfig(input_size=448)) == (2048, 14)
+    assert map_shape(BenchConfig(arch="resnet10", input_size=100)) == (512, 4)
+    assert map_shape(BenchConfig(arch="mobilenet_v2", input_size=224)) == (1280, 7)
+
+
+def test_cuda_out_of_memory_is_reported_per_phase(monkeypatch):
+    """A phase that runs out of GPU memory is reported and leaves the estimate open; other errors raise."""
+    for fn in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
+        monkeypatch.setattr(torch.cuda, fn, lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 141e9)
+
+    def oom(cfg, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setitem(gpu_bench.BUILDERS, "finetune", oom)
+    cfg = BenchConfig()
+    result = run_phase("finetune", cfg, torch.device("cuda"))
+    assert result.status == "out of memory" and result.images_per_s is None and result.peak_memory_gb == 141.0
+    ok = gpu_bench.PhaseResult(images_per_s=100.0)
+    est = gpu_bench.estimate(cfg, {"finetune": result, "features": ok, "insatten": ok, "mangonet": ok})
+    assert est["finetune"] is None and est["total"] is None and est["features"] == pytest.approx(2696.48)  # (161,789 + 107,859) / 100
+
+    def broken(cfg, device):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setitem(gpu_bench.BUILDERS, "finetune", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_phase("finetune", cfg, torch.device("cuda"))
+
+
+def test_bad_option_is_one_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "gpu", "--device", "cpu", "--arch", "resnet11", "--params", str(tmp_path / "x.yaml")])
+    assert result.exit_code != 0 and "unknown model 'resnet11'. Valid names" in str(result.exception)

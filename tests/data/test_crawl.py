@@ -1,0 +1,373 @@
+"""The Flickr crawl against a fake Flickr: answers parsed right, faults retried or recorded, the
+rate limit kept, secrets never written, and a crawl killed with SIGKILL resumed without losing,
+duplicating or re-fetching finished photos."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.data.flickr.client import Credentials, credentials_from_env, rest_url_from_env
+from pipeline.data.flickr.crawl import CrawlConfig, crawl
+from pipeline.data.flickr.ids import read_photo_ids
+from pipeline.data.flickr.ratelimit import RateLimiter, backoff_delay
+from pipeline.data.flickr.shards import ShardStore, read_crawl
+from pipeline.errors import MangoError
+from pipeline.schemas import CRAWL_SCHEMA
+from tests.fake_flickr import FakeFlickr, make_photos
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY, SECRET = "k3y0f7h3t3st5u173xyz", "s3cr3t0f7h3t3st5u17e"
+CREDS = Credentials(KEY, SECRET)
+FAST = dict(max_calls_per_hour=1e9, timeout_s=0.25, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=4)
+
+
+def ids_range(n: int, start: int = 4_000_000_000) -> list[str]:
+    return [str(start + 7 * i) for i in range(n)]
+
+
+def compare_columns() -> list[str]:
+    """Every column but `attempts`, which counts the calls a run spent and so differs with faults."""
+    return [c for c in CRAWL_SCHEMA if c != "attempts"]
+
+
+# -- input, config, credentials ---------------------------------------------------------------
+
+
+def test_ids_file_duplicates_blanks_and_comments(tmp_path):
+    f = tmp_path / "ids.txt"
+    f.write_text("# NUS-WIDE ids\n123\n\n 456 \n123\n789\n123\n")
+    got = read_photo_ids(f)
+    assert got.ids == ["123", "456", "789"]
+    assert got.duplicates == {"123": 2}
+    assert got.blank_lines == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("123\n12a4\n", "line 2: '12a4' is not a Flickr photo id"),
+    ("\n\n", "no photo ids"),
+])
+def test_bad_ids_file_names_the_line(tmp_path, text, message):
+    f = tmp_path / "ids.txt"
+    f.write_text(text)
+    with pytest.raises(MangoError, match=message):
+        read_photo_ids(f)
+
+
+def test_credentials_and_url_from_env_only():
+    with pytest.raises(MangoError, match="FLICKR_API_KEY, FLICKR_API_SECRET not set"):
+        credentials_from_env({})
+    with pytest.raises(MangoError, match="FLICKR_API_SECRET not set"):
+        credentials_from_env({"FLICKR_API_KEY": KEY})
+    creds = credentials_from_env({"FLICKR_API_KEY": KEY, "FLICKR_API_SECRET": SECRET})
+    assert KEY not in repr(creds) and SECRET not in repr(creds)
+    assert rest_url_from_env({}) == "https://api.flickr.com/services/rest/"
+    assert rest_url_from_env({"FLICKR_REST_URL": "http://127.0.0.1:9/x"}) == "http://127.0.0.1:9/x"
+    with pytest.raises(MangoError, match="FLICKR_REST_URL"):
+        rest_url_from_env({"FLICKR_REST_URL": "ftp://x"})
+
+
+def test_command_without_credentials_is_one_clear_line(tmp_path):
+    (tmp_path / "ids.txt").write_text("123\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLICKR_")}
+    res = subprocess.run([sys.executable, "-m", "stages.cli", "crawl", "--ids", str(tmp_path / "ids.txt"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: environment variable(s) FLICKR_API_KEY, FLICKR_API_SECRET not set: the crawl needs a Flickr API "
+        "key and secret (https://www.flickr.com/services/apps/create/), given only through FLICKR_API_KEY and "
+        "FLICKR_API_SECRET"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", [dict(max_calls_per_hour=0), dict(workers=0), dict(shard_size=0),
+                                 dict(max_attempts=0), dict(backoff_base_s=5.0, backoff_max_s=1.0)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(MangoError, match=next(iter(bad))):
+        CrawlConfig(**bad)
+
+
+def test_default_config_is_polite():
+    cfg = CrawlConfig()
+    assert cfg.max_calls_per_hour < 3600
+    assert cfg.max_attempts >= 3 and cfg.backoff_base_s > 0
+
+
+# -- politeness ---------------------------------------------------------------------------------
+
+
+def test_rate_limiter_spaces_calls_evenly():
+    now, sleeps = [100.0], []
+    limiter = RateLimiter(3600, clock=lambda: now[0], sleep=sleeps.append)  # one call per second
+    for _ in range(4):
+        limiter.acquire()  # all four ask at t=100
+    assert sleeps == [1.0, 2.0, 3.0]
+    now[0] = 110.0  # after a pause, no debt and no burst credit beyond the next slot
+    limiter.acquire()
+    assert sleeps == [1.0, 2.0, 3.0]
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    rng = random.Random(0)
+    delays = [[backoff_delay(r, 1.0, 8.0, rng) for r in range(1, 7)] for _ in range(50)]
+    for per_retry in delays:
+        for r, d in enumerate(per_retry, start=1):
+            ceiling = min(8.0, 2 ** (r - 1))
+            assert ceiling / 2 <= d <= ceiling
+    assert len({round(d[0], 6) for d in delays}) > 10  # jitter: not all workers retry together
+
+
+def test_rate_limit_holds_across_workers(tmp_path):
+    ids = ids_range(5)
+    with FakeFlickr(make_photos(ids), api_key=KEY) as srv:
+        crawl(ids, tmp_path / "out", CREDS, srv.url,
+              CrawlConfig(**{**FAST, "max_calls_per_hour": 36_000, "workers": 4}), progress=False)
+        gaps = [b - a for a, b in zip(srv.arrivals, srv.arrivals[1:])]
+    # 36,000 calls/hour = one call per 0.1 s whatever the workers: no burst (arrivals jitter a little
+    # around the paced call starts), and the 10 calls span 9 intervals.
+    assert len(srv.arrivals) == 10
+    assert min(gaps) >= 0.05 and srv.arrivals[-1] - srv.arrivals[0] >= 9 * 0.1 * 0.95
+
+
+# -- one photo: answers and faults ----------------------------------------------------------------
+
+
+def test_answers_are_parsed_and_faults_handled(tmp_path):
+    ids = ids_range(8)
+    a, b, c, d, e, f, g, h = ids
+    photos = make_photos([a, b, d, e, f, g, h], seed=3)
+    photos[a]["location"] = {"latitude": 48.8566, "longitude": 2.3522, "locality": "Paris", "region": "IdF",
+                             "country": "France"}
+    photos[a]["tags"] = ["New York", "été", "geo:lat=48.85"]
+    photos[a]["sets"], photos[a]["pools"] = ["Holidays 2008"], ["Dogs of Flickr", "Île-de-France"]
+    photos[h]["tags"], photos[h]["sets"], photos[h]["pools"], photos[h]["location"] = [], [], [], None
+    faults = {
+        ("getInfo", a): ["500", "105", "slow"],  # three retryable faults, then the answer
+        ("getAllContexts", a): ["drop"],
+        ("getInfo", b): ["503"] * 4,  # never recovers within max_attempts=4
+        ("getInfo", d): ["malformed"],  # recorded, not retried
+        ("getAllContexts", e): ["105"] * 4,
+        ("getAllContexts", g): ["slow"],
+    }
+    with FakeFlickr(photos, api_key=KEY, faults=faults, slow_s=0.6) as srv:
+        summary = crawl(ids, tmp_path / "out", CREDS, srv.url, CrawlConfig(**FAST, shard_size=3), progress=False)
+    df = read_crawl(tmp_path / "out")
+    assert df.schema == pl.Schema(CRAWL_SCHEMA)
+    assert df["photo_id"].to_list() == sorted(ids)
+    row = {r["photo_id"]: r for r in df.to_dicts()}
+
+    assert row[a]["status"] == "ok" and row[a]["attempts"] == 4 + 2
+    assert row[a]["tags"] == ["New York", "été", "geo:lat=48.85"]  # raw tags, not Flickr's normalised ones
+    assert row[a]["groups"] == ["Holidays 2008", "Dogs of Flickr", "Île-de-France"]  # sets, then pools
+    assert row[a]["title"] == photos[a]["title"] and row[a]["description"] == photos[a]["description"]
+    assert (row[a]["owner"], row[a]["owner_name"]) == photos[a]["owner"]
+    assert row[a]["location"] == "Paris, IdF, France"
+    assert (row[a]["latitude"], row[a]["longitude"]) == (48.8566, 2.3522)
+    assert row[h]["status"] == "ok" and row[h]["tags"] == [] and row[h]["groups"] == [] and row[h]["latitude"] is None
+
+    assert (row[b]["status"], row[b]["error_code"], row[b]["attempts"]) == ("error", "http-503", 4)
+    assert "gave up after 4 attempts" in row[b]["error_message"]
+    assert (row[c]["status"], row[c]["error_code"]) == ("not_found", "flickr-1")
+    assert (row[d]["status"], row[d]["error_code"], row[d]["attempts"]) == ("error", "malformed-json", 1)
+    assert (row[e]["status"], row[e]["error_code"]) == ("error", "flickr-105")
+    assert row[e]["title"] is None  # a half-fetched photo is an error row, not a partial ok row
+    assert row[g]["status"] == "ok" and row[g]["attempts"] == 3
+
+    # Server side: not-found and malformed are asked once; retries are bounded by max_attempts.
+    assert srv.calls[("getInfo", c)] == 1 and srv.calls[("getAllContexts", c)] == 0
+    assert srv.calls[("getInfo", d)] == 1 and srv.calls[("getAllContexts", d)] == 0
+    assert srv.calls[("getInfo", b)] == 4 and srv.calls[("getAllContexts", e)] == 4
+    assert (summary.ok, summary.not_found, summary.error) == (4, 1, 3)
+    assert summary.calls == srv.total() and summary.retries == 3 + 1 + 3 + 3 + 1
+    assert all("nojsoncallback=1" in body for body in srv.bodies)
+
+
+def test_invalid_key_stops_the_crawl_without_echoing_it(tmp_path):
+    ids = ids_range(6)
+    with FakeFlickr(make_photos(ids), api_key="the-right-key") as srv:
+        with pytest.raises(MangoError, match="Invalid API Key") as err:
+            crawl(ids, tmp_path / "out", CREDS, srv.url, CrawlConfig(**FAST, workers=2), progress=False)
+        assert srv.total() <= 2 + 2 * 2  # stopped at once, not one failed call per photo
+    assert KEY not in str(err.value) and SECRET not in str(err.value)
+
+
+def test_secrets_never_reach_logs_or_outputs(tmp_path, caplog):
+    """Even at DEBUG, where flickrapi and the OAuth signer print the consumer key."""
+    ids = ids_range(6)
+    faults = {("getInfo", ids[0]): ["500"] * 4, ("getInfo", ids[1]): ["malformed"], ("getInfo", ids[2]): ["drop"]}
+    caplog.set_level(logging.DEBUG)
+    with FakeFlickr(make_photos(ids[:-1]), api_key=KEY, faults=faults) as srv:
+        crawl(ids, tmp_path / "out", CREDS, srv.url, CrawlConfig(**FAST, shard_size=2), progress=False)
+    assert "Calling" in caplog.text  # flickrapi's own debug lines were captured...
+    for secret in (KEY, SECRET):
+        assert secret not in caplog.text  # ...with the secrets scrubbed
+        for path in (tmp_path / "out").rglob("*"):
+            assert secret.encode() not in path.read_bytes(), path
+    assert set(read_crawl(tmp_path / "out")["status"]) == {"ok", "error", "not_found"}
+
+
+# -- resumability -------------------------------------------------------------------------------
+
+
+def test_resume_ignores_temp_shards_and_recovers_the_journal(tmp_path):
+    ids = ids_range(12)
+    photos = make_photos(ids)
+    out = tmp_path / "out"
+    with FakeFlickr(photos, api_key=KEY) as srv:
+        crawl(ids[:4], out, CREDS, srv.url, CrawlConfig(**FAST, shard_size=10), progress=False)
+        crawl(ids, tmp_path / "ref", CREDS, srv.url, CrawlConfig(**FAST), progress=False)
+        ref = read_crawl(tmp_path / "ref")
+        # What a kill leaves behind: a half-written shard, and a journal whose last line was cut.
+        (out / ".part-00001.parquet.tmp-abc123").write_bytes(b"PAR1 half a shard")
+        journaled = ref.filter(pl.col("photo_id").is_in(ids[4:6])).to_dicts()
+        lines = [json.dumps(r) + "\n" for r in journaled]
+        (out / ".journal-00001.jsonl").write_text("".join(lines) + json.dumps(ref.to_dicts()[6])[:40])
+        before = srv.calls.copy()
+        summary = crawl(ids, out, CREDS, srv.url, CrawlConfig(**FAST, shard_size=10), progress=False)
+        again = srv.calls - before
+    assert summary.recovered_from_journal == 2 and summary.already_done == 6
+    assert {pid for _, pid in again} == set(ids[6:])  # journaled photos are not fetched again
+    names = sorted(p.name for p in out.iterdir())  # temp shard and journal gone, lock released
+    assert len(names) == 3 and all(n.startswith("part-") and n.endswith(".parquet") for n in names), names
+    got = pl.read_parquet(out / "*.parquet")
+    assert got.height == got["photo_id"].n_unique() == 12
+    assert got.sort("photo_id").select(compare_columns()).equals(ref.select(compare_columns()))
+
+
+def test_a_shard_is_never_half_written(tmp_path, monkeypatch):
+    """A failure while writing a shard leaves no file under a final name and keeps the journal."""
+    store = ShardStore(tmp_path, shard_size=2)
+    row = dict.fromkeys(CRAWL_SCHEMA) | {"photo_id": "1", "status": "not_found", "attempts": 1}
+    store.add(row)
+
+    def boom(self, path):
+        Path(path).write_bytes(b"PAR1 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        store.add(row | {"photo_id": "2"})
+    monkeypatch.undo()
+    assert not list(tmp_path.glob("part-*")) and not list(tmp_path.glob(".part-*"))
+    assert len((tmp_path / ".journal-00000.jsonl").read_text().splitlines()) == 2
+    store.close()
+    assert ShardStore(tmp_path, shard_size=2).done == {"1", "2"}  # recovered from the journal
+    assert pl.read_parquet(tmp_path / "*.parquet")["photo_id"].sort().to_list() == ["1", "2"]
+
+
+def _finished_ids(out: Path) -> tuple[set[str], int, int]:
+    """Ids in complete shards or complete journal lines, shard count, journal records."""
+    shards = sorted(out.glob("part-*.parquet"))
+    done = set(pl.concat([pl.read_parquet(s, columns=["photo_id"]) for s in shards])["photo_id"]) if shards else set()
+    journal = 0
+    for j in out.glob(".journal-*.jsonl"):
+        for line in j.read_text().splitlines(keepends=True):
+            if line.endswith("\n"):
+                done.add(json.loads(line)["photo_id"])
+                journal += 1
+    return done, len(shards), journal
+
+
+def test_kill_minus_9_and_resume_equals_a_fault_free_crawl(tmp_path):
+    """The crawl runs as `mango crawl` in a subprocess against a faulty server, is SIGKILLed once
+    shards exist and calls are in flight, and is started again. The result must equal a fault-free
+    crawl row for row; the server's counters show that only the in-flight photos were re-fetched."""
+    rng = random.Random(7)
+    workers, shard_size, n = 4, 20, 200
+    ids = ids_range(n)
+    missing = set(rng.sample(ids, 10))
+    photos = make_photos([i for i in ids if i not in missing], seed=1)
+    broken = {("getInfo", i): ["malformed"] for i in rng.sample(sorted(photos), 3)}  # bad data, both runs
+    faults = dict(broken)
+    for pid in rng.sample(ids, 40):
+        method = rng.choice(["getInfo", "getAllContexts"] if pid in photos else ["getInfo"])
+        if (method, pid) not in faults:
+            faults[(method, pid)] = [rng.choice(["500", "503", "105", "slow", "drop"]) for _ in range(rng.randint(1, 3))]
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids[:50]) + "\n\n" + "\n".join(ids[50:]) + "\n" + "\n".join(ids[:3]) + "\n")
+
+    t0 = time.perf_counter()
+    with FakeFlickr(photos, api_key=KEY, faults=dict(broken)) as clean:
+        crawl(ids, tmp_path / "ref", CREDS, clean.url, CrawlConfig(**FAST, workers=workers), progress=False)
+        reference_calls = clean.total()
+    ref = read_crawl(tmp_path / "ref")
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "stages.cli", "crawl", "--ids", str(ids_file), "--out", str(out),
+            "--max-calls-per-hour", "100000000", "--workers", str(workers), "--timeout", "0.25",
+            "--max-attempts", "4", "--retry-base-delay", "0.01", "--retry-max-delay", "0.05",
+            "--shard-size", str(shard_size)]
+    with FakeFlickr(photos, api_key=KEY, faults=faults, slow_s=0.6, hold_after=130) as srv:
+        env = {**os.environ, "FLICKR_REST_URL": srv.url, "FLICKR_API_KEY": KEY, "FLICKR_API_SECRET": SECRET}
+        first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not (srv.held.is_set() and len(list(out.glob("part-*.parquet"))) >= 2):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.02)
+        time.sleep(0.1)  # let every worker reach the held server
+        first.send_signal(signal.SIGKILL)
+        stdout1, stderr1 = first.communicate()
+        assert first.returncode == -signal.SIGKILL
+        at_kill = srv.calls.copy()
+        done_at_kill, shards_at_kill, journal_at_kill = _finished_ids(out)
+        srv.release()
+        second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=120)
+        assert second.returncode == 0, second.stderr.decode()
+        after = srv.calls - at_kill
+    elapsed = time.perf_counter() - t0
+
+    # Output: one row per distinct id, equal to the fault-free crawl, and nothing else in the folder.
+    got = pl.read_parquet(out / "*.parquet")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == []
+    assert got.height == got["photo_id"].n_unique() == n
+    assert got.sort("photo_id").select(compare_columns()).equals(ref.select(compare_columns()))
+    assert set(got["status"]) == {"ok", "not_found", "error"}
+
+    # Calls: each fault costs exactly one retry; the kill costs only the photos in flight.
+    expected = {}
+    for pid in ids:
+        expected[("getInfo", pid)] = 1 if ("getInfo", pid) in broken else 1 + len(faults.get(("getInfo", pid), []))
+        if pid in photos and ("getInfo", pid) not in broken:
+            expected[("getAllContexts", pid)] = 1 + len(faults.get(("getAllContexts", pid), []))
+    total = at_kill + after
+    assert set(total) == set(expected)
+    extra = {key: total[key] - expected[key] for key in expected}
+    assert min(extra.values()) >= 0, {k: (total[k], faults.get(k)) for k, x in extra.items() if x < 0}
+    in_flight = {pid for (_, pid) in at_kill} - done_at_kill
+    refetched = {pid for (_, pid), x in extra.items() if x > 0}
+    fetched_again = {pid for (_, pid) in after} & {pid for (_, pid) in at_kill}
+    assert not {pid for (_, pid) in after} & done_at_kill  # nothing finished is asked for again
+    assert refetched <= in_flight and fetched_again <= in_flight
+    assert 1 <= len(in_flight) <= workers
+
+    for secret in (KEY, SECRET):
+        for blob in (stdout1, stderr1, second.stdout, second.stderr):
+            assert secret.encode() not in blob
+        for path in out.rglob("*"):
+            assert secret.encode() not in path.read_bytes()
+    assert b"duplicate" in second.stderr and b"3 duplicate line(s)" in second.stderr
+
+    numbers = {
+        "photos": n, "id_lines": n + 3, "duplicate_lines": 3, "not_found": len(missing), "malformed": len(broken),
+        "faulted_calls_injected": sum(len(v) for k, v in faults.items() if k not in broken),
+        "fault_free_calls": reference_calls, "calls_before_kill": sum(at_kill.values()),
+        "calls_after_restart": sum(after.values()), "calls_total": sum(total.values()),
+        "calls_expected_without_kill": sum(expected.values()), "extra_calls_due_to_kill": sum(extra.values()),
+        "shards_at_kill": shards_at_kill, "journal_records_at_kill": journal_at_kill,
+        "finished_at_kill": len(done_at_kill), "in_flight_at_kill": len(in_flight),
+        "photos_refetched_after_kill": len(refetched | fetched_again), "rows": got.height,
+        "lost": n - got["photo_id"].n_unique(), "duplicates": got.height - got["photo_id"].n_unique(),
+        "seconds": round(elapsed, 1),
+    }
+    (tmp_path / "crawl_fault_numbers.json").write_text(json.dumps(numbers, indent=2))
+    print("\ncrawl kill -9 / resume:", json.dumps(numbers))

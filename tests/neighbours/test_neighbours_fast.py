@@ -1,0 +1,113 @@
+"""The inverted-index Jaccard search (the default `jaccard_topk`) against the blocked sparse product
+and a dense brute-force reference: identical indices and bit-identical scores, tie order included."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+
+from pipeline.neighbours.kernel import Groups, jaccard_topk_index
+from pipeline.neighbours.common import binary_csr, brute_force_topk
+from pipeline.neighbours.jaccard import jaccard_topk, jaccard_topk_blocked, search_neighbours
+
+
+def random_matrix(seed: int, n: int, n_terms: int, max_size: int, dup_fraction: float = 0.3,
+                  empty_fraction: float = 0.05) -> sp.csr_matrix:
+    """Zipf-like term sets with sizes 0..max_size, a share of exact copies of earlier rows (batch
+    tagging) and of empty rows, rows shuffled so copies are scattered."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_terms + 1)
+    p /= p.sum()
+    sets = [np.unique(rng.choice(n_terms, size=rng.integers(1, max_size + 1), p=p)) for _ in range(n)]
+    for i in np.flatnonzero(rng.random(n) < dup_fraction):
+        sets[i] = sets[rng.integers(0, n)]
+    for i in np.flatnonzero(rng.random(n) < empty_fraction):
+        sets[i] = np.array([], dtype=np.int64)
+    rows = np.repeat(np.arange(n), [s.size for s in sets])
+    cols = np.concatenate(sets) if n else np.array([], dtype=np.int64)
+    return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n_terms))
+
+
+def assert_same(got, want):
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])  # bit-identical, nan where padded
+
+
+@pytest.mark.parametrize("seed, n, n_terms, max_size, k", [
+    (0, 300, 30, 6, 10),   # small vocabulary: many equal scores, many identical sets
+    (1, 250, 80, 40, 15),  # wide size spread: the size bound prunes, close distinct scores
+    (2, 120, 12, 3, 40),   # k above most rows' candidate counts: padding
+    (3, 200, 200, 8, 1),   # k = 1, sparse overlaps
+    (4, 60, 5, 5, 7),      # tiny vocabulary: groups larger than k
+])
+def test_index_equals_blocked_equals_dense(seed, n, n_terms, max_size, k):
+    X = random_matrix(seed, n, n_terms, max_size)
+    want = brute_force_topk(X, k)
+    assert_same(jaccard_topk(X, k, method="index"), want)
+    assert_same(jaccard_topk(X, k), want)  # auto: the blocked product at this size
+    assert_same(jaccard_topk_blocked(X, k, block_size=17), want)
+    assert (want[0] == -1).any() or k == 1  # the data exercises padding
+
+
+def test_query_order_and_thread_count_do_not_change_the_answer():
+    # The kernel guesses each query's threshold from the previous one; a different query order or
+    # thread count changes the guesses (and which second walks run), never the result.
+    X = binary_csr(random_matrix(5, 400, 40, 12))
+    want = brute_force_topk(X, 15)
+    threads = numba.get_num_threads()
+    try:
+        for n_threads in sorted({1, threads}):
+            numba.set_num_threads(n_threads)
+            for n_batches in (1, 3, 64):
+                assert_same(jaccard_topk_index(X, 15, n_batches=n_batches), want)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_identical_sets_come_first_in_row_order_and_interleave_with_ties():
+    sets = [[0, 1], [0], [0, 1], [0, 1, 2], [0], [0, 1], [2]]
+    X = sp.csr_matrix((np.ones(sum(map(len, sets))), (np.repeat(np.arange(7), [len(s) for s in sets]),
+                                                       np.concatenate(sets))), shape=(7, 3))
+    idx, score = jaccard_topk(X, k=5, method="index")
+    assert idx[0].tolist() == [2, 5, 3, 1, 4]  # copies (phi 1), then {0,1,2} 2/3, then {0} 1/2 by row
+    np.testing.assert_array_equal(score[0], [1.0, 1.0, 2 / 3, 0.5, 0.5])
+    assert idx[5].tolist() == [0, 2, 3, 1, 4]
+    assert idx[1].tolist() == [4, 0, 2, 5, 3]  # {0}: its copy, then the {0,1} rows (1/2), then 1/3
+    np.testing.assert_array_equal(score[1], [1.0, 0.5, 0.5, 0.5, 1 / 3])
+    idx2, score2 = jaccard_topk(X, k=1, method="index")  # the group of three alone fills k: nothing else searched
+    assert idx2[:, 0].tolist() == [2, 4, 0, 0, 1, 0, 3]
+    assert_same((idx2, score2), brute_force_topk(X, 1))
+
+
+def test_groups_collapse_exactly_and_order_by_size():
+    X = binary_csr(random_matrix(6, 300, 25, 7))
+    g = Groups(X)
+    keys = [tuple(X.indices[X.indptr[i]:X.indptr[i + 1]]) for i in range(X.shape[0])]
+    assert g.n_groups == len(set(keys))
+    assert np.all(np.diff(g.size) >= 0)
+    for h in range(g.n_groups):
+        rows = g.members[g.member_ptr[h]:g.member_ptr[h + 1]]
+        assert np.all(np.diff(rows) > 0) and len({keys[r] for r in rows}) == 1
+        assert (g.group_of_row[rows] == h).all() and g.size[h] == len(keys[rows[0]])
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (1, 4), (3, 0), (4, 4)])
+def test_degenerate_inputs(shape):
+    X = sp.csr_matrix(shape)  # no stored entries: nobody has a neighbour
+    if shape == (1, 4):
+        X = sp.csr_matrix(np.array([[1, 0, 1, 0]]))  # one row: no other row to be a neighbour
+    for method in ("index", "blocked"):
+        idx, score = jaccard_topk(X, k=3, method=method)
+        assert idx.shape == score.shape == (shape[0], 3)
+        assert (idx == -1).all() and np.isnan(score).all()
+
+
+def test_search_neighbours_single_row_splits_and_default_method():
+    df = pl.DataFrame({"image_id": ["a", "b", "c", "d"], "split": ["train", "test", "val", "train"],
+                       "terms": [["x", "y"], ["x"], ["x", "y"], ["y"]]},
+                      schema={"image_id": pl.String, "split": pl.String, "terms": pl.List(pl.String)})
+    out = search_neighbours(df, k=2)
+    assert out.rows() == [("a", 1, "d", 0.5), ("d", 1, "a", 0.5)]  # b and c are alone in their split
