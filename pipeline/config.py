@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import MangoError
+from pipeline.schemas import METRIC_KEYS
 
 DATASETS = ("mirflickr", "nuswide", "coco")
 SPLIT_MODES = ("official", "random")
@@ -31,6 +32,36 @@ def is_weights_member(weights: str) -> bool:
 def _check(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise MangoError(f"params: {key} {msg}")
+
+
+@dataclass(frozen=True)
+class CoAttentionConfig:
+    """How eq. 4-8 turn InsAtten's outputs into co-attention maps (`mangonet.*` params).
+
+    The paper taken literally is weights="prob", maps="beta", temperature=1, target="literal":
+    measured on the defaults, that alpha is uniform to four decimals (a softmax over a w-weighted
+    sum of maps that each sum to 1, with w <= 1; and eq. 7's product of m + 1 probabilities
+    vanishes), so the variants below live beside it.
+
+    weights      "prob": w from sigma(y) (a soft label overlap in [0, 1]); "logit": from y itself
+    maps         "beta": softmax-normalised beta (eq. 5 literal); "scores": InsAtten's pre-softmax
+                 scores x of eq. 1, so eq. 5's softmax normalises once (log beta = x minus a
+                 per-map constant, which no softmax over positions can see); "beta_p": beta * P
+    temperature  alpha = softmax(logits / temperature)
+    learn_temperature  the temperature is a learnt parameter (initialised at `temperature`)
+    target       eq. 7: "literal" product over the m neighbours, "geomean" (its m-th root), "mean"
+    """
+
+    weights: str = "prob"
+    maps: str = "beta"
+    temperature: float = 1.0
+    learn_temperature: bool = False
+    target: str = "literal"
+
+
+WEIGHTS = ("prob", "logit")
+MAPS = ("beta", "scores", "beta_p")
+TARGETS = ("literal", "geomean", "mean")
 
 
 @dataclass
@@ -200,7 +231,7 @@ class InsAttenParams(TrainParams):
 class MangoNetParams(TrainParams):
     hidden: int = 512  # psi: FC with hidden state size 512 (eq. 10)
     coatten_pool: int = 1  # max-pool factor for attention maps before co-attention (paper: 14x14 -> 7x7 is 2)
-    # Co-attention (eq. 4-8; pipeline/models/mangonet.py CoAttentionConfig). The paper literally:
+    # Co-attention (eq. 4-8; CoAttentionConfig above). The paper literally:
     # weights prob, maps beta, temperature 1, learn_temperature false, target_weights literal.
     weights: str = "prob"  # w from prob (sigma(y)) | logit (y)
     maps: str = "beta"  # beta | scores (InsAtten's pre-softmax x: eq. 5's softmax normalises once) | beta_p (beta * P)
@@ -208,9 +239,7 @@ class MangoNetParams(TrainParams):
     learn_temperature: bool = False
     target_weights: str = "literal"  # eq. 7: literal product over the neighbours | geomean | mean
 
-    def coattention(self):
-        from pipeline.models.mangonet import CoAttentionConfig
-
+    def coattention(self) -> CoAttentionConfig:
         return CoAttentionConfig(self.weights, self.maps, self.temperature, self.learn_temperature, self.target_weights)
 
     def validate(self, section: str) -> None:
@@ -240,8 +269,6 @@ class GateParams:
     def __post_init__(self) -> None:
         _check(self.tolerance >= 0, "gate.tolerance", f"must be >= 0, got {self.tolerance}")
         _check(self.sigmas >= 0, "gate.sigmas", f"must be >= 0, got {self.sigmas}")
-        from pipeline.evaluation.metrics import METRIC_KEYS
-
         bad = [m for m in self.metrics if m not in METRIC_KEYS]
         _check(not bad, "gate.metrics", f"must be among {', '.join(METRIC_KEYS)}, got {bad}")
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import polars as pl
 
 SPLITS = ("train", "test")
+# The eight metrics of every method (reports/metrics.json, `mango evaluate`), in the paper's order.
+METRIC_KEYS = ("mAPC", "mAPO", "CP", "CR", "CF1", "OP", "OR", "OF1")
 
 # data/prepared/images.parquet: one row per image the adapter found.
 IMAGES_FILE = "images.parquet"

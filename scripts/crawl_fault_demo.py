@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 import polars as pl  # noqa: E402
 
 from pipeline.data.flickr.client import Credentials  # noqa: E402
-from pipeline.data.flickr.crawl import CrawlConfig, crawl  # noqa: E402
+from pipeline.data.flickr.crawl import crawl  # noqa: E402
+from pipeline.data.flickr.settings import CrawlConfig
 from pipeline.data.flickr.shards import read_crawl  # noqa: E402
 from pipeline.schemas import CRAWL_SCHEMA  # noqa: E402
 from tests.fake_flickr import FakeFlickr, make_photos  # noqa: E402

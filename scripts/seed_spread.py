@@ -26,7 +26,7 @@ import numpy as np
 from scratch import ROOT, env, scratch_copy
 
 sys.path.insert(0, str(ROOT))
-from pipeline.evaluation.metrics import METRIC_KEYS  # noqa: E402
+from pipeline.schemas import METRIC_KEYS  # noqa: E402
 from pipeline.evaluation.report import ABLATION_ROWS, COMPARISON_ROWS  # noqa: E402
 
 PAIRS = (("MangoNet", "NGCN"), ("MangoNet", "NCNN"), ("MangoNet", "Multi-CNN"), ("MangoNet", "InsAtten"),

@@ -35,7 +35,8 @@ def command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     from pipeline.data.flickr.client import credentials_from_env, rest_url_from_env
-    from pipeline.data.flickr.crawl import CrawlConfig, crawl
+    from pipeline.data.flickr.crawl import crawl
+    from pipeline.data.flickr.settings import CrawlConfig
     from pipeline.data.flickr.ids import read_photo_ids
 
     for name in _QUIET:

@@ -18,7 +18,8 @@ def command(
     threshold: Annotated[float, typer.Option("--threshold", help="Predict a top-k label when its score is >= this.")] = 0.5,
 ) -> None:
     from pipeline.io import write_json
-    from pipeline.evaluation.metrics import METRIC_KEYS, evaluate_files
+    from pipeline.evaluation.metrics import evaluate_files
+    from pipeline.schemas import METRIC_KEYS
 
     with stage_timer("evaluate"):
         ev = evaluate_files(predictions, truth, top_k=top_k, threshold=threshold)

@@ -45,7 +45,6 @@ def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attent
     the signal; the metadata terms are the topic id plus noise; multicnn scores are a noisy
     sigmoid of the planted channel. Returns (ctx, planted labels).
     """
-    import json
 
     import polars as pl
     import torch
@@ -64,18 +63,10 @@ def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attent
     for i in range(n):
         for k in np.flatnonzero(targets[i]):
             maps[i, k, rng.integers(H), rng.integers(W)] += 3.0 if easy[i] else 0.3
-    root.mkdir(parents=True, exist_ok=True)
-    store_dir = root / "features"
-    store_dir.mkdir()
-    np.save(store_dir / "maps.npy", maps.astype(np.float16))
-    np.save(store_dir / "pooled.npy", maps.mean(axis=(2, 3)).astype(np.float16))
     scores = 1 / (1 + np.exp(-(maps[:, :C].max(axis=(2, 3)) - 1.0 + rng.normal(0, 0.3, (n, C)))))
-    np.save(store_dir / "scores.npy", scores.astype(np.float32))
     split = np.where((topic % 2) == 0, "train", "test")
     ids = [f"i{i}" for i in range(n)]
-    pl.DataFrame({"image_id": ids, "split": split, "row": np.arange(n)}).write_parquet(store_dir / "index.parquet")
-    (store_dir / "meta.json").write_text(json.dumps({"n": n, "dim": D, "height": H, "width": W, "labels": ["a", "b", "c"]}))
-    store = FeatureStore.open(store_dir)
+    store = FeatureStore.write(root / "features", maps, ids, split.tolist(), ["a", "b", "c"], scores=scores)
 
     src, dst, rank, score = [], [], [], []
     for i in range(n):
@@ -92,13 +83,9 @@ def tiny_context(root: Path, seed: int = 0, n: int = 96, m: int = 3, with_attent
     if with_attention:
         from pipeline.features.store import AttentionStore
 
-        att_dir = root / "attention"
-        att_dir.mkdir()
         beta = rng.random((n, C, H, W)).astype(np.float32)
         beta /= beta.sum(axis=(2, 3), keepdims=True)
-        np.save(att_dir / "beta.npy", beta.astype(np.float16))
-        np.save(att_dir / "y.npy", np.log(scores / (1 - scores)).astype(np.float32))
-        attention = AttentionStore.open(att_dir)
+        attention = AttentionStore.write(root / "attention", beta, np.log(scores / (1 - scores)), ["a", "b", "c"])
 
     p = Params()
     p.m = m

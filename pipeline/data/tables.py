@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.schemas import IMAGES_FILE, IMAGES_SCHEMA, LABELS_FILE
+from pipeline.schemas import IMAGES_FILE, IMAGES_SCHEMA, LABELS_FILE, labels_schema, predictions_schema
 from pipeline.errors import MangoError
 from pipeline.io import read_parquet, write_parquet
 from pipeline.schemas import METADATA_SCHEMA
@@ -50,11 +50,11 @@ def load_annotated(prepared: Path, metadata: Path) -> LabelledImages:
 
 
 def predictions_frame(image_ids: list[str], scores: np.ndarray, label_names: list[str]) -> pl.DataFrame:
+    """The predictions table (pipeline.schemas.predictions_schema) of scores (N, C) in label order."""
     if scores.shape != (len(image_ids), len(label_names)):
         raise ValueError(f"scores {scores.shape} do not match {len(image_ids)} images x {len(label_names)} labels")
-    return pl.DataFrame({"image_id": image_ids}).with_columns(
-        pl.Series(name, scores[:, j].astype(np.float32)) for j, name in enumerate(label_names)
-    )
+    columns = {"image_id": image_ids, **{name: scores[:, j].astype(np.float32) for j, name in enumerate(label_names)}}
+    return pl.DataFrame(columns, schema=predictions_schema(label_names))
 
 
 ATTENTION_KEY = b"mango.attention"  # Parquet schema metadata of a predictions file: its attention statistics
@@ -93,7 +93,7 @@ def read_attention_stats(path: Path) -> dict | None:
 def write_truth(path: Path, data: LabelledImages, split: str = "test") -> None:
     """The truth file for `mango evaluate`: image_id + one 0/1 column per label, one split."""
     rows = data.select(split)
-    df = pl.DataFrame({"image_id": [data.image_ids[i] for i in rows]}).with_columns(
-        pl.Series(name, data.targets[rows, j], dtype=pl.UInt8) for j, name in enumerate(data.label_names)
-    )
+    columns = {"image_id": [data.image_ids[i] for i in rows],
+               **{name: data.targets[rows, j] for j, name in enumerate(data.label_names)}}
+    df = pl.DataFrame(columns, schema=labels_schema(data.label_names))
     write_parquet(df, path)

@@ -50,7 +50,6 @@ import polars as pl
 from pipeline.errors import MangoError
 from pipeline.io import read_parquet
 
-METRIC_KEYS = ("mAPC", "mAPO", "CP", "CR", "CF1", "OP", "OR", "OF1")
 
 
 @dataclass

@@ -12,7 +12,8 @@ import numpy as np
 from pipeline.data.tables import LabelledImages, read_attention_stats, write_truth
 from pipeline.errors import MangoError
 from pipeline.methods import all_methods
-from pipeline.evaluation.metrics import METRIC_KEYS, evaluate_files, evaluate_scores
+from pipeline.evaluation.metrics import evaluate_files, evaluate_scores
+from pipeline.schemas import METRIC_KEYS
 
 log = logging.getLogger(__name__)
 

@@ -63,18 +63,21 @@ class FeatureStore:
         return self.meta["labels"]
 
     @staticmethod
-    def allocate(root: Path, n: int, dim: int, height: int, width: int, n_labels: int) -> dict[str, np.ndarray]:
-        """Create maps.npy, pooled.npy and scores.npy (zeros) under `root`; return them opened r+."""
-        shapes = {"maps": ((n, dim, height, width), np.float16), "pooled": ((n, dim), np.float16),
-                  "scores": ((n, n_labels), np.float32)}
+    def allocate(root: Path, n: int, dim: int, height: int, width: int, n_labels: int | None) -> dict[str, np.ndarray]:
+        """Create maps.npy, pooled.npy and (unless n_labels is None) scores.npy, zeros, under `root`;
+        return them opened r+."""
+        shapes = {"maps": ((n, dim, height, width), np.float16), "pooled": ((n, dim), np.float16)}
+        if n_labels is not None:
+            shapes["scores"] = ((n, n_labels), np.float32)
         for name, (shape, dtype) in shapes.items():
             np.lib.format.open_memmap(Path(root) / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
         return FeatureStore.open_arrays(root)
 
     @staticmethod
     def open_arrays(root: Path) -> dict[str, np.ndarray]:
-        """The three arrays of an allocated store, memory-mapped r+ (every process of a sharded run)."""
-        return {name: np.load(Path(root) / f"{name}.npy", mmap_mode="r+") for name in ("maps", "pooled", "scores")}
+        """The arrays of an allocated store, memory-mapped r+ (every process of a sharded run)."""
+        return {name: np.load(Path(root) / f"{name}.npy", mmap_mode="r+") for name in ("maps", "pooled", "scores")
+                if (Path(root) / f"{name}.npy").exists()}
 
     @staticmethod
     def finish(root: Path, image_ids: list[str], splits: list[str], meta: dict) -> None:
@@ -84,16 +87,18 @@ class FeatureStore:
         (Path(root) / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def write(cls, root: str | Path, maps: np.ndarray, scores: np.ndarray, image_ids: list[str], splits: list[str],
-              labels: list[str], **meta) -> FeatureStore:
-        """A whole store from arrays in memory: maps (N, D, H, W), scores (N, C); pooled = mean of maps."""
+    def write(cls, root: str | Path, maps: np.ndarray, image_ids: list[str], splits: list[str], labels: list[str],
+              scores: np.ndarray | None = None, **meta) -> FeatureStore:
+        """A whole store from arrays in memory: maps (N, D, H, W), pooled = their mean over positions,
+        scores (N, C) the Multi-CNN's (none: a store without them)."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         n, dim, h, w = maps.shape
-        arrays = cls.allocate(root, n, dim, h, w, len(labels))
+        arrays = cls.allocate(root, n, dim, h, w, None if scores is None else len(labels))
         arrays["maps"][:] = maps.astype(np.float16)
         arrays["pooled"][:] = np.asarray(maps, dtype=np.float32).mean(axis=(2, 3)).astype(np.float16)
-        arrays["scores"][:] = scores.astype(np.float32)
+        if scores is not None:
+            arrays["scores"][:] = scores.astype(np.float32)
         for arr in arrays.values():
             arr.flush()
         del arrays

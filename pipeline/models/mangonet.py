@@ -26,35 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class CoAttentionConfig:
-    """How eq. 4-8 turn InsAtten's outputs into co-attention maps (`mangonet.*` params).
-
-    The paper taken literally is weights="prob", maps="beta", temperature=1, target="literal":
-    measured on the defaults, that alpha is uniform to four decimals (a softmax over a w-weighted
-    sum of maps that each sum to 1, with w <= 1; and eq. 7's product of m + 1 probabilities
-    vanishes), so the variants below live beside it.
-
-    weights      "prob": w from sigma(y) (a soft label overlap in [0, 1]); "logit": from y itself
-    maps         "beta": softmax-normalised beta (eq. 5 literal); "scores": InsAtten's pre-softmax
-                 scores x of eq. 1, so eq. 5's softmax normalises once (log beta = x minus a
-                 per-map constant, which no softmax over positions can see); "beta_p": beta * P
-    temperature  alpha = softmax(logits / temperature)
-    learn_temperature  the temperature is a learnt parameter (initialised at `temperature`)
-    target       eq. 7: "literal" product over the m neighbours, "geomean" (its m-th root), "mean"
-    """
-
-    weights: str = "prob"
-    maps: str = "beta"
-    temperature: float = 1.0
-    learn_temperature: bool = False
-    target: str = "literal"
-
-
-WEIGHTS = ("prob", "logit")
-MAPS = ("beta", "scores", "beta_p")
-TARGETS = ("literal", "geomean", "mean")
+from pipeline.config import MAPS, TARGETS, WEIGHTS, CoAttentionConfig  # noqa: F401  (the variants, for callers)
 
 
 def coattention_weights(

@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 
 from pipeline.data.flickr.client import Credentials, credentials_from_env, rest_url_from_env
-from pipeline.data.flickr.crawl import CrawlConfig, crawl
+from pipeline.data.flickr.crawl import crawl
+from pipeline.data.flickr.settings import CrawlConfig
 from pipeline.data.flickr.ids import read_photo_ids
 from pipeline.data.flickr.ratelimit import RateLimiter, backoff_delay
 from pipeline.data.flickr.shards import ShardStore, read_crawl

@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.errors import MangoError
-from pipeline.evaluation.metrics import METRIC_KEYS, average_precision, evaluate_files, evaluate_scores, topk_predictions
+from pipeline.evaluation.metrics import average_precision, evaluate_files, evaluate_scores, topk_predictions
+from pipeline.schemas import METRIC_KEYS
 from stages.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.evaluation.metrics import METRIC_KEYS
+from pipeline.schemas import METRIC_KEYS
 from pipeline.evaluation.paper import PUBLISHED, TABLES
 
 DATASETS = ("nuswide", "mirflickr", "coco")

@@ -43,6 +43,8 @@ TOL = 1e-4
 def write_world(root: Path) -> dict[str, Path]:
     """Prepared images (tiny JPEGs), labels, metadata, neighbours, a feature store with a planted
     signal (channel k lights up where label k is present) and a small params.yaml."""
+    from pipeline.features.store import FeatureStore
+
     rng = np.random.default_rng(0)
     ids = [f"i{i}" for i in range(N)]
     split = np.where(np.arange(N) % 2 == 0, "train", "test")
@@ -66,10 +68,7 @@ def write_world(root: Path) -> dict[str, Path]:
     for i in range(N):
         for k in np.flatnonzero(targets[i]):
             maps[i, k, rng.integers(H), rng.integers(W)] += 3.0
-    np.save(store / "maps.npy", maps.astype(np.float16))
-    np.save(store / "pooled.npy", maps.mean(axis=(2, 3)).astype(np.float16))
-    pl.DataFrame({"image_id": ids, "split": split, "row": np.arange(N)}).write_parquet(store / "index.parquet")
-    (store / "meta.json").write_text(json.dumps({"n": N, "dim": D, "height": H, "width": W, "labels": list("abc")}))
+    FeatureStore.write(store, maps, ids, split.tolist(), list("abc"))
 
     src, dst, rank = [], [], []
     for i in range(N):  # two neighbours of the same split

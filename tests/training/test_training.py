@@ -1,6 +1,5 @@
 """Training stages on a tiny hand-made feature store: they learn, and they never decode an image."""
 
-import json
 
 import numpy as np
 import polars as pl
@@ -26,13 +25,8 @@ def make_store(root, seed=0):
     for i in range(N):
         for k in np.flatnonzero(targets[i]):
             maps[i, k, rng.integers(H), rng.integers(W)] += 3.0
-    root.mkdir()
-    np.save(root / "maps.npy", maps.astype(np.float16))
-    np.save(root / "pooled.npy", maps.mean(axis=(2, 3)).astype(np.float16))
     split = np.where(np.arange(N) < N // 2, "train", "test")
-    pl.DataFrame({"image_id": [f"i{i}" for i in range(N)], "split": split, "row": np.arange(N)}).write_parquet(root / "index.parquet")
-    (root / "meta.json").write_text(json.dumps({"n": N, "dim": D, "height": H, "width": W, "labels": ["a", "b", "c"]}))
-    return FeatureStore.open(root), targets
+    return FeatureStore.write(root, maps, [f"i{i}" for i in range(N)], split.tolist(), ["a", "b", "c"]), targets
 
 
 @pytest.fixture

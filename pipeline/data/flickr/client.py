@@ -21,15 +21,13 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.data.flickr.ratelimit import RateLimiter, backoff_delay
+from pipeline.data.flickr.settings import CrawlConfig
 from pipeline.data.flickr.redact import scrub
 from pipeline.errors import MangoError
 from pipeline.schemas import CRAWL_SCHEMA
-
-if TYPE_CHECKING:
-    from pipeline.data.flickr.crawl import CrawlConfig
 
 log = logging.getLogger(__name__)
 
