@@ -7,7 +7,7 @@ export VENV PYTHON
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench-repro seeds select coattention-variants precision-check select-backbone real real-openmoji clean-venv
+.PHONY: setup repro test annotate-check browse-check bench-repro seeds select coattention-variants precision-check select-backbone real real-openmoji clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -57,6 +57,15 @@ data/raw/openmoji: | setup
 
 real-openmoji: setup data/raw/openmoji
 	$(BIN)/python scripts/real_collection.py data/raw/openmoji
+
+# `mango annotate` on the workspace's test images (plus missing/corrupt photos) against the MangoNet stage.
+annotate-check: setup
+	$(BIN)/python scripts/annotate_check.py
+
+# The results page in headless Chromium (Debian's chromium, installed here when missing and root).
+browse-check: setup
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || true
+	$(BIN)/python scripts/browse_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -136,7 +136,7 @@ class NeighboursParams:
         _check(self.block_size >= 1, "neighbours.block_size", f"must be >= 1, got {self.block_size}")
         _check(self.method in NEIGHBOUR_METHODS, "neighbours.method",
                f"must be one of {', '.join(NEIGHBOUR_METHODS)}, got '{self.method}'")
-        _check(self.partition == "none" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.partition) is not None,
+        _check(self.partition == "none" or re.fullmatch(r"\S+", self.partition) is not None,
                "neighbours.partition", f"must be none or a column name of metadata.parquet such as groups, got '{self.partition}'")
         _check(self.partition not in ("image_id", "split", "terms"), "neighbours.partition",
                f"must be none or a group column, not the core column '{self.partition}'")

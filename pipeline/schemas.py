@@ -37,6 +37,9 @@ NEIGHBOURS_SCHEMA = {"image_id": pl.String, "rank": pl.Int32, "neighbour_id": pl
 INDEX_FILE = "index.parquet"
 INDEX_SCHEMA = {"image_id": pl.String, "split": pl.String, "row": pl.Int64}
 
+# `mango annotate --input NEW.parquet`: the new photos, each with its owner's raw tags.
+ANNOTATE_INPUT_SCHEMA = {"image_id": pl.String, "path": pl.String, "tags": pl.List(pl.String)}
+
 # The crawl (`mango crawl`): one row per photo id. Non-ok rows keep title..longitude null; error rows say why.
 CRAWL_SCHEMA: dict[str, pl.DataType] = {
     "photo_id": pl.String(),

@@ -31,8 +31,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train", "train", "Train a registered neighbourhood method (MangoNet, eq. 4-11) on cached features."),
     ("evaluate", "evaluate", "Score one predictions file against a truth file (eight metrics)."),
     ("report", "report", "Score every method's predictions into reports/metrics.json and tables."),
+    ("browse", "browse", "Write the static results page reports/browse/index.html (metrics, per-label AP, test images)."),
     ("figures", "figures", "Draw the paper's Fig. 5 (per-label AP) and Fig. 6 (co-attention maps)."),
     ("readme", "readme", "Regenerate the README's results table from reports/metrics.json."),
+    ("annotate", "annotate", "Label new photos (paths + their raw tags) with the trained pipeline (MangoNet)."),
     ("metrics-diff", "metrics_diff", "CI gate: compare reports/metrics.json with a git revision; fail on drops."),
 ]
 

@@ -106,3 +106,13 @@ def _exact_arithmetic():
     pipeline.device._precision = "fp32"
     yield
     pipeline.device._precision = "fp32"
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(tmp_path_factory):
+    """A trained workspace: the project on the tiny configuration after `dvc repro` (built once per
+    session; tests that change it work on a copy). Returns (folder, the repro's output)."""
+    from tests.test_e2e import build_tiny_workspace
+
+    work = tmp_path_factory.mktemp("tiny") / "project"
+    return work, build_tiny_workspace(work)

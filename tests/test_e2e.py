@@ -45,10 +45,10 @@ def run(cmd: list[str], cwd: Path) -> str:
     return out
 
 
-@pytest.mark.slow
-def test_dvc_repro_tiny_then_experiment(tmp_path):
-    work = tmp_path / "project"
-    work.mkdir()
+def build_tiny_workspace(work: Path) -> str:
+    """The project (dvc.yaml, pipeline/, stages/) in `work` with the TINY params, git and DVC
+    initialised, after one `dvc repro`: a trained workspace. Returns the repro's output."""
+    work.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
     (work / "reports").mkdir()
     for name in REPORT_INPUTS:
@@ -57,15 +57,24 @@ def test_dvc_repro_tiny_then_experiment(tmp_path):
         shutil.copytree(ROOT / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc = [sys.executable, "-m", "dvc"]
     run(["git", "init", "-q"], work)
     run(["git", "config", "user.email", "ci@example.invalid"], work)
     run(["git", "config", "user.name", "ci"], work)
-    run([*dvc, "init", "-q"], work)
+    run([*DVC, "init", "-q"], work)
     run(["git", "add", "-A"], work)
     run(["git", "commit", "-qm", "tiny"], work)
+    return run([*DVC, "repro"], work)
 
-    out = run([*dvc, "repro"], work)
+
+DVC = [sys.executable, "-m", "dvc"]
+
+
+@pytest.mark.slow
+def test_dvc_repro_tiny_then_experiment(tiny_workspace, tmp_path):
+    trained, out = tiny_workspace
+    work = tmp_path / "project"  # a copy: the experiment below changes params and outputs
+    shutil.copytree(trained, work, symlinks=True)
+    dvc = DVC
     for stage in ("synthesize", "prepare", "lemmatise", "neighbours", "finetune", "features", "insatten", "train@mangonet",
                   "train@ngcn", "train@mangonet_wo_gf", "sweep@mangonet_m3", "report"):
         assert f"stage {stage} finished in" in out, stage
@@ -81,6 +90,9 @@ def test_dvc_repro_tiny_then_experiment(tmp_path):
     assert "| MangoNet |" in (work / "reports" / "results.md").read_text()
     for fig in ("fig5_ap_mangonet_vs_ncnn.png", "fig6_coattention.png"):
         assert (work / "reports" / "figures" / fig).stat().st_size > 10_000
+    assert "stage browse finished in" in out
+    page = (work / "reports" / "browse" / "index.html").read_text()
+    assert page.count('<article class="card"') >= 20 and "<td>NCNN</td>" in page and "<td>MangoNet</td>" in page
 
     again = run([*dvc, "repro"], work)
     assert "Data and pipelines are up to date" in again

@@ -35,7 +35,12 @@ def predictions_in(folder: Path) -> list[Path]:
     if unknown:
         raise MangoError(f"{folder}: {', '.join(u + '.parquet' for u in unknown)} name no registered method "
                          f"(known: {', '.join(methods)})")
-    return [found[name] for name in methods if name in found]
+    missing = [name for name in methods if name not in found]
+    if missing:
+        log.warning("report: no predictions in %s for %s: those methods get no row", folder, ", ".join(missing))
+    order = {title: i for i, title in enumerate(COMPARISON_ROWS + ABLATION_ROWS)}  # the paper's row order
+    names = sorted(found, key=lambda name: (order.get(methods[name].title, len(order)), list(methods).index(name)))
+    return [found[name] for name in names]
 
 
 def score_predictions(data: LabelledImages, files: list[Path], top_k: int, threshold: float) -> tuple[dict, dict]:

@@ -34,6 +34,23 @@ def pooled_maps(model: Backbone, x: torch.Tensor, device: torch.device) -> torch
 
 
 @torch.no_grad()
+def image_features(model: Backbone, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of images (B, 3, S, S) through the backbone, as the feature store holds it: conv
+    maps phi (B, D, H, W) float16, their average pool (B, D) float16, Multi-CNN sigmoid scores (B, C)
+    float32. The model is in eval mode on `device`."""
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda":
+        x = x.to(memory_format=torch.channels_last)
+    with autocast(device):
+        phi = model.maps(x)  # (B, D, H, W)
+    phi = phi.float()
+    g = phi.mean(dim=(2, 3))  # (B, D)
+    logits = model.head(g)  # (B, C)
+    # float16 on the device: half the copy, no host-side cast
+    return phi.half().cpu().numpy(), g.half().cpu().numpy(), torch.sigmoid(logits).cpu().numpy()
+
+
+@torch.no_grad()
 def extract_features(model: Backbone, data: LabelledImages, backbone: BackboneParams, cfg: FeaturesParams,
                      device: torch.device, out_dir: Path) -> np.ndarray:
     """Write the feature store for every kept image into `out_dir`; return Multi-CNN scores (N, C).
@@ -63,18 +80,9 @@ def extract_features(model: Backbone, data: LabelledImages, backbone: BackbonePa
                           num_workers=cfg.num_workers, device=device)
     start = int(rows[0]) if len(rows) else 0
     for (x,) in progress(loader, desc="features", unit="batch", disable=not distributed.is_main()):
-        x = x.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.to(memory_format=torch.channels_last)
-        with autocast(device):
-            phi = model.maps(x)  # (B, D, H, W)
-        phi = phi.float()
-        g = phi.mean(dim=(2, 3))  # (B, D)
-        logits = model.head(g)  # (B, C)
+        phi, g, s = image_features(model, x, device)
         end = start + len(x)
-        maps[start:end] = phi.half().cpu().numpy()  # float16 on the device: half the copy, no host-side cast
-        pooled[start:end] = g.half().cpu().numpy()
-        scores[start:end] = torch.sigmoid(logits).cpu().numpy()
+        maps[start:end], pooled[start:end], scores[start:end] = phi, g, s
         start = end
     for arr in (maps, pooled, scores):
         arr.flush()

@@ -28,7 +28,7 @@ class Context:
     """
 
     store: "FeatureStore"  # noqa: F821 (pipeline.features.store): maps (N, D, H, W), pooled (N, D), index
-    attention: "AttentionStore | None"  # noqa: F821 (pipeline.training.insatten): beta (N, C, H, W), y (N, C)
+    attention: "AttentionStore | None"  # noqa: F821 (pipeline.features.store): beta (N, C, H, W), y (N, C)
     neighbours: np.ndarray | None  # (N, m) store rows of each row's metadata neighbours, -1 where missing
     targets: np.ndarray  # (N, C) 0/1
     params: Params

@@ -101,6 +101,15 @@ def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: i
     return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
+def predict_graph(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int,
+                  stats: AttentionStats | None = None, desc: str = "predict") -> np.ndarray:
+    """Sigmoid scores (R, C) of a trained MangoNet-family model for store `rows`, their node features
+    computed here (eq. 4-9, fp32) from the context's stores and neighbour lists: the prediction path
+    of the trainer without a node store, and of `mango annotate`."""
+    return predict(_Head(model), node_batches(ctx, model, rows, m, pool, stats), ctx.device, n_batches(len(rows), 256),
+                   desc=desc)
+
+
 def store_batches(ctx: Context, rows: np.ndarray, m: int, holistic: bool, batch_size: int = 256):
     """Head inputs (z, target_global, mask) for `rows` from the node store, in order."""
     for idx in index_batches(rows, batch_size, shuffle=False):
@@ -166,10 +175,10 @@ def train_graph_model(ctx: Context, model: MangoNet, name: str) -> tuple[MangoNe
     if from_store:
         test_inputs = store_batches(ctx, test_rows, m, holistic)
         stats = None
+        scores = predict(_Head(model), test_inputs, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
     else:
         stats = AttentionStats()
-        test_inputs = node_batches(ctx, model, test_rows, m, p.coatten_pool, stats)
-    scores = predict(_Head(model), test_inputs, ctx.device, n_batches(len(test_rows), 256), desc=f"{name}: predict")
+        scores = predict_graph(ctx, model, test_rows, m, p.coatten_pool, stats, desc=f"{name}: predict")
     config = {"method": name, "m": m, **dataclasses.asdict(p), "nodes": model.nodes, "global_feature": model.global_feature,
               "node_features": "node store" if from_store else "this run"}
     info = {"config": config, "history": history}

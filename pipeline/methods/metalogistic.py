@@ -70,7 +70,6 @@ def train(ctx: Context) -> tuple[nn.Module, np.ndarray, dict]:
     scores, history = fit_and_predict(model, NAME, p, ctx.device, seed=seed, train_rows=train_rows,
                                       train_inputs=lambda idx: term_batch(metadata, idx), targets=ctx.targets,
                                       test_rows=test_rows, live_dir=ctx.live_dir, predict_batch_size=1024)
-    scores = scores.reshape(len(test_rows), n_labels)  # (N_test, C), also when the test split is empty
     config = {"method": NAME, "vocab_size": int(metadata.shape[1]), **dataclasses.asdict(p)}
     return model, scores, {"config": config, "history": history}
 

@@ -94,10 +94,13 @@ def jaccard_topk(X: sp.csr_matrix, k: int, block_size: int = 2048, method: str =
     return jaccard_topk_index(binary_csr(X, "jaccard_topk: X"), k)
 
 
-def jaccard_topk_blocked(X: sp.csr_matrix, k: int, block_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def jaccard_topk_blocked(X: sp.csr_matrix, k: int, block_size: int = 2048, *,
+                         start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`jaccard_topk` by the blocked sparse product (the reference method; same results).
 
     Memory is bounded by one block of `block_size` query rows and their candidate pairs.
+    `start`: only rows start, start + 1, ... are queries (still searched among all rows); the
+    result has n - start rows (`mango annotate` appends new images to the indexed ones).
     """
     if k < 1:
         raise MangoError(f"jaccard_topk: k must be >= 1, got {k}")
@@ -107,13 +110,15 @@ def jaccard_topk_blocked(X: sp.csr_matrix, k: int, block_size: int = 2048) -> tu
     n = X.shape[0]
     sizes = np.diff(X.indptr).astype(np.int32)  # (n,) |t_i|
     XT = X.T.tocsr()  # (T, n), converted once rather than per block
+    if not 0 <= start <= n:
+        raise MangoError(f"jaccard_topk: start must be in 0..{n}, got {start}")
     idx = np.full((n, k), -1, dtype=np.int64)
     score = np.full((n, k), np.nan, dtype=np.float64)
-    starts = range(0, n, block_size)
+    starts = range(start, n, block_size)
     for row0 in progress(starts, desc="neighbours: jaccard top-k (blocked)", unit="block", disable=len(starts) <= 1):
         inter = X[row0:row0 + block_size] @ XT  # (b, n) shared-term counts
         _block_topk(inter.tocsr(), row0, sizes, k, idx, score)
-    return idx, score
+    return idx[start:], score[start:]
 
 
 def search_neighbours(df: pl.DataFrame, k: int, block_size: int = 2048, *, source: str = "metadata") -> pl.DataFrame:

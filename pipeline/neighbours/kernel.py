@@ -359,7 +359,7 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, n_batches: int = 32) -> tuple[n
     """Exact top-k Jaccard neighbours of every row of X among its other rows (see module doc).
 
     X must be a canonical binary CSR matrix (sorted indices, no duplicates, all stored values 1),
-    as `pipeline.neighbours.jaccard._binary_csr` makes it. Returns idx (n, k) int64 and score (n, k)
+    as `pipeline.neighbours.common.binary_csr` makes it. Returns idx (n, k) int64 and score (n, k)
     float64, padded with -1 / nan. `n_batches` only sets the progress bar's granularity.
     """
     n = X.shape[0]

@@ -91,15 +91,11 @@ def partition_lists(metadata_raw: pl.DataFrame, field: str) -> pl.DataFrame:
     )
 
 
-@dataclass
-class LemmatiseResult:
-    metadata: pl.DataFrame  # METADATA_SCHEMA
-    vocab: pl.DataFrame  # VOCAB_SCHEMA
-    stats: dict
-
-
-def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataFrame, vocab_size: int) -> LemmatiseResult:
-    """Terms per image from raw metadata; images without terms or labels are dropped and counted."""
+def raw_terms(metadata_raw: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The distinct (image_id, term) pairs of raw metadata rows (image_id, field, text): lower-cased
+    alphabetic tokens, stop words and one-letter tokens dropped, WordNet-lemmatised (`lemma_table`),
+    dropped again if the lemma is a stop word or one letter; and the number of distinct tokens.
+    The one text path of `lemmatise` and of `mango annotate`."""
     stop = stop_words()
     # The tokens of nltk's RegexpTokenizer(TOKEN_PATTERN) (a findall of the pattern), found by polars
     # in native code instead of a Python call per row (tests/text/test_lemmatise_fast.py checks they agree).
@@ -117,6 +113,26 @@ def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataF
         .select("image_id", "term")
         .unique()
     )
+    return terms, len(distinct)
+
+
+def known_terms(terms: pl.DataFrame, vocabulary: pl.Series) -> pl.DataFrame:
+    """image_id, terms: each image's terms (from `raw_terms`) that are in the vocabulary, sorted;
+    images without any are absent."""
+    kept = terms.filter(pl.col("term").is_in(vocabulary.implode()))
+    return kept.group_by("image_id").agg(pl.col("term").sort().alias("terms"))
+
+
+@dataclass
+class LemmatiseResult:
+    metadata: pl.DataFrame  # METADATA_SCHEMA
+    vocab: pl.DataFrame  # VOCAB_SCHEMA
+    stats: dict
+
+
+def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataFrame, vocab_size: int) -> LemmatiseResult:
+    """Terms per image from raw metadata; images without terms or labels are dropped and counted."""
+    terms, distinct = raw_terms(metadata_raw)
     vocab = (
         terms.group_by("term").agg(pl.len().cast(pl.UInt32).alias("images"))
         .sort(["images", "term"], descending=[True, False])
@@ -124,8 +140,7 @@ def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataF
         .with_row_index("rank", offset=1)
         .select("term", "images", pl.col("rank").cast(pl.UInt32))
     )
-    kept = terms.filter(pl.col("term").is_in(vocab["term"].implode()))
-    per_image = kept.group_by("image_id").agg(pl.col("term").sort().alias("terms"))
+    per_image = known_terms(terms, vocab["term"])
     label_cols = [c for c in labels.columns if c != "image_id"]
     has_label = labels.select("image_id", pl.sum_horizontal(label_cols).alias("n_labels"))
     table_all = (
@@ -150,7 +165,7 @@ def lemmatise(images: pl.DataFrame, labels: pl.DataFrame, metadata_raw: pl.DataF
         "images_out": metadata.height,
         "train": int((metadata["split"] == "train").sum()),
         "test": int((metadata["split"] == "test").sum()),
-        "distinct_tokens": len(distinct),
+        "distinct_tokens": distinct,
         "distinct_terms": int(terms["term"].n_unique()),
         "vocab_size": vocab.height,
         "mean_terms_per_image": float(metadata["terms"].list.len().mean()),

@@ -126,7 +126,8 @@ def forward_batches(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]
     for inputs in progress(batches, total=n_batches, desc=desc, unit="batch", leave=False):
         inputs = tuple(x.to(device, non_blocking=True) for x in inputs)
         with contextlib.nullcontext() if exact else autocast(device):
-            yield model(*inputs)
+            output = model(*inputs)
+        yield output  # outside autocast: the caller's code runs at its own precision
 
 
 def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], device: torch.device, n_batches: int | None = None,
@@ -178,7 +179,7 @@ def fit_and_predict(model: nn.Module, name: str, cfg: TrainParams, device: torch
     history = fit_rows(model if trained is None else trained, train_rows, train_inputs, targets, cfg, device, name,
                        live_dir, seed=seed)
     scores = predict_rows(model, test_rows, test_inputs or train_inputs, device, name, predict_batch_size)
-    return scores, history
+    return scores.reshape(len(test_rows), targets.shape[1]), history  # (N_test, C), also for an empty test split
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict, **extra) -> None:

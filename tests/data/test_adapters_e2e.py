@@ -34,7 +34,7 @@ def reduced_dvc_yaml(dvc: dict) -> dict:
     predictions folder, so it scores what the kept stages write."""
     stages = dvc["stages"]
     stages["train"]["matrix"]["method"] = ["mangonet"]
-    for name in ("nbr_baseline", "baseline", "attention_baseline", "sweep", "figures"):
+    for name in ("nbr_baseline", "baseline", "attention_baseline", "sweep", "figures", "browse"):
         stages.pop(name, None)
     return dvc
 
