@@ -10,7 +10,8 @@ For a batch of photos (image_id, path, raw tags):
    (both splits) and the other photos of the batch; never the image itself (nor an indexed copy
    of it under the same id);
 4. MangoNet (the trained checkpoint, its m) scores it on the prediction path of its trainer
-   (`predict_graph`: eq. 4-9 in fp32, then the learnt graph head).
+   (`predict_graph`: eq. 4-9 in fp32, rounded to fp16 when the trainer read the node store, then
+   the learnt graph head).
 A photo whose tags leave no vocabulary term has no neighbours: MangoNet sees a graph of one node,
 the image itself (its co-attention over its own maps, the GCN over one node, its global feature),
 as for any indexed image with fewer than m neighbours. Photos that cannot be read are skipped.
@@ -18,6 +19,7 @@ as for any indexed image with fewer than m neighbours. Photos that cannot be rea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +148,14 @@ def search_neighbours(indexed: pl.DataFrame, photos: pl.DataFrame, terms: list[l
     return idx
 
 
+def _load(model: torch.nn.Module, ckpt: dict, path: Path) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise MangoError(f"{path}: does not fit the workspace's stores ({str(exc).splitlines()[0]}); "
+                         "re-run the pipeline (`dvc repro`)") from exc
+
+
 @torch.no_grad()
 def photo_features(ws: Workspace, paths: list[str], labels: list[str], batch_size: int,
                    device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -159,10 +169,15 @@ def photo_features(ws: Workspace, paths: list[str], labels: list[str], batch_siz
     from pipeline.training.loop import forward_batches, load_checkpoint
 
     ckpt = load_checkpoint(ws.backbone)
+    if ckpt.get("labels") != labels:
+        raise MangoError(f"{ws.backbone}: trained on labels {ckpt.get('labels')}, the feature store has {labels}; "
+                         "re-run the pipeline (`dvc repro`)")
     trained = BackboneParams(**ckpt["config"]["backbone"])
     backbone = backbone_from_params(trained, len(labels), weights="none")
-    backbone.load_state_dict(ckpt["model"])
+    _load(backbone, ckpt, ws.backbone)
     backbone.to(device).eval()
+    if device.type == "cuda":
+        backbone = backbone.to(memory_format=torch.channels_last)  # as the features stage runs it
     loader = image_loader(ImageDataset(paths, trained.input_size), batch_size, shuffle=False, num_workers=0, device=device)
     maps, pooled = [], []
     for (x,) in progress(loader, desc="annotate: features", unit="batch"):
@@ -172,7 +187,7 @@ def photo_features(ws: Workspace, paths: list[str], labels: list[str], batch_siz
     ia = load_checkpoint(ws.insatten)
     cfg = InsAttenParams(**ia["config"])
     insatten = InsAtten(maps_a.shape[1], len(labels), cfg.hidden)
-    insatten.load_state_dict(ia["model"])
+    _load(insatten, ia, ws.insatten)
     h, w = maps_a.shape[2:]
     batches = [maps_a[s:s + 256] for s in range(0, len(maps_a), 256)]
     inputs = ((torch.from_numpy(b.astype(np.float32)),) for b in batches)
@@ -213,9 +228,18 @@ def annotate(photos: pl.DataFrame, ws: Workspace, *, top_k: int = 3, threshold: 
     columns = {"image_id": pl.String, "labels": pl.List(pl.String), **{name: pl.Float32 for name in labels},
                "neighbours": pl.List(pl.String)}
     if good.height == 0:
+        log.warning("annotate: no photo left to annotate (%d in %s, %d skipped)", photos.height, source, len(skipped))
         return AnnotateResult(pl.DataFrame(schema=columns), skipped)
     ckpt = load_checkpoint(ws.model)
     m = int(ckpt["config"]["m"])
+    shared = {k: v for k, v in dataclasses.asdict(p.mangonet).items() if k in ckpt["config"] and k not in ("lr", "epochs")}
+    changed = {k: (ckpt["config"][k], v) for k, v in shared.items() if ckpt["config"][k] != v}
+    if changed:  # the model is rebuilt from params (its co-attention holds no learnt parameter to load)
+        raise MangoError(f"{ws.model} was trained with other mangonet settings than params.yaml now has "
+                         f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}); re-run the pipeline (`dvc repro`)")
+    clash = {"image_id", "labels", "neighbours"} & set(labels)
+    if clash:
+        raise MangoError(f"a label is named {', '.join(sorted(clash))}: the output's own columns; rename it in the dataset")
     if m != p.m:
         log.warning("annotate: %s was trained with m = %d, params.yaml says m = %d: using the trained m = %d "
                     "(re-run the pipeline to train at the new m)", ws.model, m, p.m, m)
@@ -241,7 +265,10 @@ def annotate(photos: pl.DataFrame, ws: Workspace, *, top_k: int = 3, threshold: 
                   device=device, m=m)
     model = create_model(ws.method, ctx, ckpt)
     rows = np.arange(n, n + b)
-    scores = predict_graph(ctx, model, rows, m, int(ckpt["config"]["coatten_pool"]), desc="annotate: MangoNet")
+    # as the stage predicted its test split: node features rounded to fp16 when it read the node store
+    fp16_nodes = ckpt["config"].get("node_features") == "node store" and model.nodes == "coatten"
+    scores = predict_graph(ctx, model, rows, m, int(ckpt["config"]["coatten_pool"]), desc="annotate: MangoNet",
+                           fp16_nodes=fp16_nodes)
     chosen = topk_predictions(scores, top_k, threshold)  # (B, C) bool
     order = np.argsort(-scores, axis=1, kind="stable")
     table = pl.DataFrame({

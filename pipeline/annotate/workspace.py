@@ -42,18 +42,20 @@ class Workspace:
         path = root / "dvc.yaml"
         if not path.is_file():
             raise MangoError(f"{path}: not found; run `mango annotate` in the pipeline's folder (or pass --workspace)")
-        stages = yaml.safe_load(path.read_text())["stages"]
         try:
+            stages = yaml.safe_load(path.read_text())["stages"]
             train = _options(stages["train"]["cmd"], method)
             features = _options(stages["features"]["cmd"])
             insatten = _options(stages["insatten"]["cmd"])
             lemmatise = _options(stages["lemmatise"]["cmd"])
-        except KeyError as exc:
-            raise MangoError(f"{path}: no stage {exc} (annotate reads the train, features, insatten and lemmatise stages)") from exc
-        return cls(root=root, params=root / "params.yaml", prepared=root / train["prepared"],
-                   interim=root / lemmatise["out"], features=root / train["features"], attention=root / train["attention"],
-                   backbone=root / features["checkpoint"], insatten=root / insatten["checkpoint"],
-                   model=root / train["checkpoint"], method=method)
+            return cls(root=root, params=root / "params.yaml", prepared=root / train["prepared"],
+                       interim=root / lemmatise["out"], features=root / train["features"],
+                       attention=root / train["attention"], backbone=root / features["checkpoint"],
+                       insatten=root / insatten["checkpoint"], model=root / train["checkpoint"], method=method)
+        except (KeyError, TypeError, yaml.YAMLError) as exc:
+            raise MangoError(f"{path}: not the pipeline's dvc.yaml (annotate reads the --features, --attention, "
+                             f"--checkpoint and --out options of its train, features, insatten and lemmatise stages; "
+                             f"missing {exc})") from exc
 
     @property
     def metadata(self) -> Path:

@@ -89,20 +89,21 @@ def metrics_table(details: dict, metrics: dict, metric_keys: tuple[str, ...]) ->
     return f'<table id="metrics" class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def card_html(card: Card, img: str) -> str:
+def card_html(card: Card, k: int, img: str) -> str:
+    """Card k; its thumbnails are img/<k>*.jpg (file names never come from ids or tags)."""
     truth = set(card.truth)
     every = sorted(truth | {lab for labs in card.predicted.values() for lab in labs})
     preds = "".join(f"<tr><th>{html.escape(t)}</th><td>{_chips(labs, truth)}</td></tr>" for t, labs in card.predicted.items())
     nb = []
     for j, (nid, _, terms) in enumerate(card.neighbours, start=1):
-        nb.append(f'<figure><img src="{img}/{card.image_id}_n{j}.jpg" alt="neighbour {html.escape(nid)}">'
-                  f'<img src="{img}/{card.image_id}_n{j}_att.jpg" alt="co-attention of neighbour {html.escape(nid)}">'
+        nb.append(f'<figure><img src="{img}/{k}_n{j}.jpg" alt="neighbour {html.escape(nid)}">'
+                  f'<img src="{img}/{k}_n{j}_att.jpg" alt="co-attention of neighbour {html.escape(nid)}">'
                   f'<figcaption>{html.escape(nid)}: {html.escape(", ".join(terms[:6]))}</figcaption></figure>')
     nbs = "".join(nb) or '<p class="none">no metadata neighbours</p>'
-    return (f'<article class="card" data-labels="{html.escape(" ".join(every))}">'
+    return (f'<article class="card" data-labels="{html.escape(json.dumps(every))}">'
             f'<h3>{html.escape(card.image_id)}</h3>'
-            f'<div class="target"><figure><img src="{img}/{card.image_id}.jpg" alt="image {html.escape(card.image_id)}">'
-            f'<img src="{img}/{card.image_id}_att.jpg" alt="co-attention of {html.escape(card.image_id)}">'
+            f'<div class="target"><figure><img src="{img}/{k}.jpg" alt="image {html.escape(card.image_id)}">'
+            f'<img src="{img}/{k}_att.jpg" alt="co-attention of {html.escape(card.image_id)}">'
             f'<figcaption>picture | co-attention</figcaption></figure></div>'
             f'<table class="preds"><tr><th>true</th><td>{_chips(card.truth)}</td></tr>{preds}</table>'
             f'<div class="neighbours"><h4>metadata neighbours</h4>{nbs}</div></article>')
@@ -142,7 +143,7 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 document.getElementById('label').addEventListener('change', function(e){
   var want = e.target.value, shown = 0;
   document.querySelectorAll('.card').forEach(function(c){
-    var ok = !want || c.dataset.labels.split(' ').indexOf(want) >= 0;
+    var ok = !want || JSON.parse(c.dataset.labels).indexOf(want) >= 0;
     c.classList.toggle('hidden', !ok); if (ok) shown++; });
   document.getElementById('count').textContent = shown;
 });
@@ -156,12 +157,12 @@ def write_page(out_dir: Path, details: dict, metrics: dict, metric_keys: tuple[s
     img_dir.mkdir(parents=True, exist_ok=True)
     shown = [c.alpha[np.isfinite(c.alpha)] for c in cards]
     vmax = max([2.0] + [float(a.max()) for a in shown if a.size])
-    for card in cards:
-        thumbnail(card.path, img_dir / f"{card.image_id}.jpg")
-        thumbnail(card.path, img_dir / f"{card.image_id}_att.jpg", card.alpha[0], vmax)
+    for k, card in enumerate(cards):
+        thumbnail(card.path, img_dir / f"{k}.jpg")
+        thumbnail(card.path, img_dir / f"{k}_att.jpg", card.alpha[0], vmax)
         for j, (_, path, _) in enumerate(card.neighbours, start=1):
-            thumbnail(path, img_dir / f"{card.image_id}_n{j}.jpg")
-            thumbnail(path, img_dir / f"{card.image_id}_n{j}_att.jpg", card.alpha[j], vmax)
+            thumbnail(path, img_dir / f"{k}_n{j}.jpg")
+            thumbnail(path, img_dir / f"{k}_n{j}_att.jpg", card.alpha[j], vmax)
     options = "".join(f'<option value="{html.escape(lab)}">{html.escape(lab)}</option>' for lab in label_names)
     body = (f"<h1>{html.escape(title)}</h1>"
             f"<p>Scored on {html.escape(str(details.get('summary', {}).get('test', '?')))} test images. "
@@ -172,11 +173,9 @@ def write_page(out_dir: Path, details: dict, metrics: dict, metric_keys: tuple[s
             f"Co-attention: red = alpha x P, 0 to {vmax:.1f} on every card (1 = uniform).</p>"
             f'<p><label>Label: <select id="label"><option value="">all</option>{options}</select></label> '
             f'<span id="count">{len(cards)}</span> images</p>'
-            f'<div id="cards">{"".join(card_html(c, "img") for c in cards)}</div>')
+            f'<div id="cards">{"".join(card_html(c, k, "img") for k, c in enumerate(cards))}</div>')
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{body}<script>{SCRIPT}</script>"
-            f'<script type="application/json" id="data">{html.escape(json.dumps({"images": len(cards)}))}</script>'
-            "</body></html>")
+            f"<style>{STYLE}</style></head><body>{body}<script>{SCRIPT}</script></body></html>")
     index = out_dir / "index.html"
-    index.write_text(page)
+    index.write_text(page, encoding="utf-8")
     return index

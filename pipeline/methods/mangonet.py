@@ -102,12 +102,15 @@ def node_inputs(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: i
 
 
 def predict_graph(ctx: Context, model: MangoNet, rows: np.ndarray, m: int, pool: int,
-                  stats: AttentionStats | None = None, desc: str = "predict") -> np.ndarray:
+                  stats: AttentionStats | None = None, desc: str = "predict", fp16_nodes: bool = False) -> np.ndarray:
     """Sigmoid scores (R, C) of a trained MangoNet-family model for store `rows`, their node features
     computed here (eq. 4-9, fp32) from the context's stores and neighbour lists: the prediction path
-    of the trainer without a node store, and of `mango annotate`."""
-    return predict(_Head(model), node_batches(ctx, model, rows, m, pool, stats), ctx.device, n_batches(len(rows), 256),
-                   desc=desc)
+    of the trainer without a node store, and of `mango annotate`. `fp16_nodes`: the node features
+    rounded to float16 as the node store holds them (the trainer's path with a node store)."""
+    batches = node_batches(ctx, model, rows, m, pool, stats)
+    if fp16_nodes:
+        batches = ((z.half().float(), target_global, mask) for z, target_global, mask in batches)
+    return predict(_Head(model), batches, ctx.device, n_batches(len(rows), 256), desc=desc)
 
 
 def store_batches(ctx: Context, rows: np.ndarray, m: int, holistic: bool, batch_size: int = 256):

@@ -54,7 +54,7 @@ def test_annotating_test_images_with_the_pipelines_neighbours_gives_its_scores(t
     assert joined.height == theirs.height == photos.height
     a = joined.select(labels).to_numpy()
     b = joined.select([f"{c}_new" for c in labels]).to_numpy()
-    np.testing.assert_allclose(b, a, atol=5e-3, rtol=0)
+    np.testing.assert_allclose(b, a, atol=2e-3, rtol=0)
     assert [list(x) for x in ours["neighbours"].to_list()] == [lists.get(i, []) for i in ours["image_id"].to_list()]
 
 

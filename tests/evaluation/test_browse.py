@@ -60,7 +60,7 @@ def test_page_shows_every_card_its_labels_marked_and_a_sortable_table(tmp_path):
     assert "http://" not in page and "https://" not in page  # nothing fetched
     imgs = sorted(p.name for p in (tmp_path / "browse" / "img").iterdir())
     assert len(imgs) == 25 * 4  # picture, overlay, neighbour, its overlay
-    target, overlay = (np.asarray(Image.open(tmp_path / "browse" / "img" / f"i0{s}.jpg"), dtype=float) for s in ("", "_att"))
+    target, overlay = (np.asarray(Image.open(tmp_path / "browse" / "img" / f"0{s}.jpg"), dtype=float) for s in ("", "_att"))
     assert np.abs(target - overlay).mean() > 5  # the overlay is drawn
 
 
@@ -76,3 +76,18 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert browse_check.check(index, tmp_path / "shot.png", min_images=30)  # too few cards: named
     shutil.rmtree(tmp_path / "browse" / "img")
     assert any("without a file" in p for p in browse_check.check(index, tmp_path / "shot.png", min_images=20))
+
+
+def test_ids_and_tags_are_escaped_and_never_file_names(tmp_path):
+    details, metrics = details_and_metrics()
+    cards = make_cards(tmp_path, 2)
+    cards[0].image_id = 'x" onerror="alert(1)'
+    cards[1].image_id = "../../escape/<b>"
+    cards[1].neighbours = [("n<1>", cards[1].path, ['"quoted"', "<tag>"])]
+    index = write_page(tmp_path / "browse", details, metrics, METRIC_KEYS, cards, ["sea sky", "dog"], "results")
+    page = index.read_text(encoding="utf-8")
+    assert 'onerror="alert' not in page and "<b>" not in page and "<tag>" not in page
+    assert "&quot;quoted&quot;" in page and "x&quot; onerror=&quot;alert(1)" in page
+    assert sorted(p.name for p in (tmp_path / "browse" / "img").iterdir())[:2] == ["0.jpg", "0_att.jpg"]
+    assert not (tmp_path / "escape").exists()
+    assert '<option value="sea sky">' in page and "JSON.parse(c.dataset.labels)" in page  # labels with spaces filter
