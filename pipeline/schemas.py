@@ -40,10 +40,11 @@ INDEX_SCHEMA = {"image_id": pl.String, "split": pl.String, "row": pl.Int64}
 # `mango annotate --input NEW.parquet`: the new photos, each with its owner's raw tags.
 ANNOTATE_INPUT_SCHEMA = {"image_id": pl.String, "path": pl.String, "tags": pl.List(pl.String)}
 
-# The crawl (`mango crawl`): one row per photo id. Non-ok rows keep title..longitude null; error rows say why.
+# The crawl (`mango crawl`): one row per photo id. not_found and error rows keep title..longitude null
+# (partial rows keep getInfo's fields, groups null); error and partial rows say why.
 CRAWL_SCHEMA: dict[str, pl.DataType] = {
     "photo_id": pl.String(),
-    "status": pl.String(),  # ok | not_found | error
+    "status": pl.String(),  # ok | not_found | error | partial (getInfo's fields, groups null: no getAllContexts)
     "title": pl.String(),
     "description": pl.String(),
     "tags": pl.List(pl.String()),  # raw tags, as the owner typed them, in Flickr's order

@@ -2,7 +2,8 @@
 
 Optional stage (not in dvc.yaml's default DAG): only datasets without metadata of their own need
 it. Credentials come from FLICKR_API_KEY / FLICKR_API_SECRET, the endpoint from FLICKR_REST_URL
-(default Flickr's). Re-running the same command resumes an interrupted crawl.
+(default Flickr's). Re-running the same command resumes an interrupted crawl; adding
+`--retry-errors` also fetches again the photos recorded as `error` or `partial`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def command(
     max_calls_per_hour: Annotated[float, typer.Option(help="Ceiling on API calls per hour, retries included (Flickr allows 3600 per key).")] = 3000.0,
     workers: Annotated[int, typer.Option(help="Concurrent requests (the rate limit is shared).")] = 4,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 30.0,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per API call before the photo is recorded as an error.")] = 6,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per photo (each asks both API calls) before it is recorded as error or partial.")] = 6,
     retry_base_delay: Annotated[float, typer.Option(help="Seconds before the first retry; doubles per retry, with jitter.")] = 2.0,
     retry_max_delay: Annotated[float, typer.Option(help="Cap on one retry delay in seconds.")] = 120.0,
     shard_size: Annotated[int, typer.Option(help="Photos per Parquet shard.")] = 250,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Also fetch again the photos of --out recorded as error or partial (not not_found), replacing their rows.")] = False,
 ) -> None:
     from pipeline.data.flickr.client import credentials_from_env, rest_url_from_env
     from pipeline.data.flickr.crawl import crawl
@@ -53,4 +55,4 @@ def command(
             examples = ", ".join(list(photo_ids.duplicates)[:5])
             log.warning("%s: %d duplicate line(s) for %d id(s) (e.g. %s); each id is crawled once", ids, extra,
                         len(photo_ids.duplicates), examples)
-        crawl(photo_ids.ids, out, credentials, rest_url, config, progress=progress)
+        crawl(photo_ids.ids, out, credentials, rest_url, config, progress=progress, retry_errors=retry_errors)

@@ -11,7 +11,19 @@ second, ... call gets before answers become normal:
     "slow"       a correct answer sent after `slow_s` seconds (beyond the client timeout)
     "drop"       the connection closed without an answer
     "105"        {"stat": "fail", "code": 105, "message": "Service currently unavailable"}
-    "malformed"  a body cut in the middle of the JSON
+    "fail-N"     {"stat": "fail", "code": N, ...}: any other well-formed Flickr error answer
+    "truncated"  status 200, a body cut in the middle of the JSON (alias: "malformed")
+    "html"       status 200, an HTML error page instead of JSON
+    "empty"      status 200, an empty body
+    "reset"      status 200 and the full Content-Length, half the body, then a connection reset
+    "ok"         the normal answer (to script faults after some good answers)
+
+A script longer than a run's attempt budget makes the photo fail that run, then heals (calls are
+counted for the server's whole life, so a later run gets the normal answers). Besides scripts,
+`rate` gives every other call (of a method in `rate_methods`) a fault drawn from `rate_kinds`
+with that probability, decided by (seed, method, photo id, call number) alone, so a run is
+reproducible whatever the thread timing; `heal()` ends every fault. `served` counts the faults
+sent, by kind.
 
 Ids absent from `photos` are answered with error 1, "Photo not found", on every call. `hold_after`
 makes every call after the first N wait until `release()` (to kill a client mid-crawl at a known
@@ -22,6 +34,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -32,6 +47,10 @@ from urllib.parse import parse_qs, urlsplit
 
 WORDS = ["sunset", "Beach", "dogs", "New York", "été", "Street Art", "macro", "NIKON D80", "bw", "the sea",
          "Flowers", "night", "portrait", "clouds", "Paris", "cat", "snow", "reflection", "Tokyo", "bridge"]
+FAULTS = ("500", "503", "slow", "drop", "105", "truncated", "malformed", "html", "empty", "reset", "ok")
+BODY_FAULTS = ("truncated", "html", "empty", "reset")  # status 200, but no usable JSON
+HTML_PAGE = ("<!DOCTYPE html><html><head><title>Flickr: Oops</title></head><body><h1>Flickr is having a "
+             "massage</h1><p>Please try again later.</p></body></html>")
 GROUPS = ["Dogs of Flickr", "Sunset Lovers", "Black & White", "Macro Photography", "Street Art Worldwide",
           "Île-de-France", "Night Shots", "Cats!", "Seascapes", "Urban Decay"]
 
@@ -116,6 +135,11 @@ class FakeFlickr:
     faults: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     slow_s: float = 1.0
     hold_after: int | None = None
+    rate: float = 0.0
+    rate_kinds: tuple[str, ...] = ("truncated",)
+    rate_methods: tuple[str, ...] = ("getInfo", "getAllContexts")
+    seed: int = 0
+    served: Counter = field(default_factory=Counter)  # fault kind -> times sent
     calls: Counter = field(default_factory=Counter)  # (method, photo_id) -> calls received
     arrivals: list[float] = field(default_factory=list)  # monotonic time of each call
     bodies: list[str] = field(default_factory=list)  # raw request bodies and query strings
@@ -124,6 +148,10 @@ class FakeFlickr:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FakeFlickr:
+        kinds = {f for script in self.faults.values() for f in script} | set(self.rate_kinds)
+        unknown = {f for f in kinds if f not in FAULTS and not re.fullmatch(r"fail-\d+", f)}
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS} and fail-<code>")
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -172,6 +200,23 @@ class FakeFlickr:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    def heal(self) -> None:
+        """No more faults: scripts and the random rate end (counters are kept)."""
+        self.faults = {}
+        self.rate = 0.0
+
+    def fault_at(self, method: str, photo_id: str, n: int) -> str | None:
+        """The fault of call number `n` (1-based) of `method` for `photo_id`, None for a normal answer."""
+        script = self.faults.get((method, photo_id), [])
+        if n <= len(script):
+            fault = script[n - 1]
+        elif self.rate and method in self.rate_methods:
+            rng = random.Random(f"{self.seed}/{method}/{photo_id}/{n}")
+            fault = rng.choice(self.rate_kinds) if rng.random() < self.rate else None
+        else:
+            fault = None
+        return None if fault == "ok" else fault
+
     def total(self, method: str | None = None) -> int:
         return sum(n for (m, _), n in self.calls.items() if method is None or m == method)
 
@@ -187,17 +232,22 @@ class FakeFlickr:
             self.calls[(method, pid)] += 1
             n = self.calls[(method, pid)]
             hold = self.hold_after is not None and len(self.arrivals) > self.hold_after
+            fault = self.fault_at(method, pid, n)
+            if fault is not None:
+                self.served[fault] += 1
         if hold:
             self.held.set()
             self._release.wait(timeout=60)
-        script = self.faults.get((method, pid), [])
-        fault = script[n - 1] if n <= len(script) else None
         if fault == "drop":
             h.close_connection = True
             h.connection.close()
             return
         if fault in ("500", "503"):
             return self._send(h, int(fault), "<html><body>Oops: internal error</body></html>", "text/html")
+        if fault == "html":
+            return self._send(h, 200, HTML_PAGE, "text/html; charset=utf-8")
+        if fault == "empty":
+            return self._send(h, 200, "", "application/json; charset=utf-8")
         if fault == "slow":
             time.sleep(self.slow_s)
         auth = h.headers.get("Authorization", "")
@@ -207,6 +257,8 @@ class FakeFlickr:
             rsp = fail_json(111, f'Format "{params.get("format")}" not found')
         elif fault == "105":
             rsp = fail_json(105, "Service currently unavailable")
+        elif fault and fault.startswith("fail-"):
+            rsp = fail_json(int(fault.removeprefix("fail-")), f"Flickr error {fault.removeprefix('fail-')}")
         elif method not in ("getInfo", "getAllContexts"):
             rsp = fail_json(112, f'Method "{params.get("method")}" not found')
         elif pid not in self.photos:
@@ -216,11 +268,31 @@ class FakeFlickr:
         else:
             rsp = contexts_json(self.photos[pid])
         body = json.dumps(rsp)
-        if fault == "malformed":
+        if fault in ("truncated", "malformed"):
             body = body[: len(body) // 2]
         if params.get("nojsoncallback") != "1":
             body = f"jsonFlickrApi({body})"
+        if fault == "reset":
+            return self._reset_mid_body(h, body)
         self._send(h, 200, body, "application/json; charset=utf-8")
+
+    @staticmethod
+    def _reset_mid_body(h: BaseHTTPRequestHandler, body: str) -> None:
+        """Announce the whole body, send half of it, then reset the connection (RST, not FIN)."""
+        data = body.encode("utf-8")
+        try:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json; charset=utf-8")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data[: len(data) // 2])
+            h.wfile.flush()
+            time.sleep(0.02)  # let the client read the headers and the first half
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        h.close_connection = True
+        h.connection.close()
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, body: str, ctype: str) -> None:

@@ -3,23 +3,40 @@ classification of failures, and the parsing of the two answers into a record.
 
 For every photo id two Flickr REST methods are called: `flickr.photos.getInfo` (title,
 description, raw tags, owner, location) and `flickr.photos.getAllContexts` (titles of the sets
-and group pools the photo is in).
+and group pools the photo is in). One *attempt* asks both; the photo has `max_attempts` of them.
 
-Robustness: timeouts, connection errors, HTTP 5xx / 429 and Flickr error 105 ("service
-unavailable") are retried with exponential backoff and jitter, a bounded number of times, after
-which the photo is recorded with status `error` and the error code. Flickr error 1 ("photo not
-found") is final on the first answer: status `not_found`. A body that is not JSON is recorded
-(status `error`, code `malformed-json`), never fatal. Errors that concern every photo (invalid
-key, bad signature) stop the crawl with a MangoError.
+What a failed call means (error_code in brackets):
+
+- Retried, with exponential backoff and jitter, within the photo's attempt budget: timeouts
+  (`timeout`); connections refused, dropped or reset, also in the middle of a body
+  (`connection`); any HTTP status other than 200 (`http-<status>`: 5xx, 429, ...); a status-200
+  answer that is not a JSON object with `stat` ok or fail: a body cut off mid-JSON, an HTML
+  error page, an empty body, bytes that are not UTF-8 (`malformed-json`); a JSON answer without
+  the fields the parser needs (`malformed-response`); Flickr errors 105 "service unavailable"
+  and 106 "write operation failed" (`flickr-105`, `flickr-106`).
+- Final, on the first answer: Flickr error 1 "photo not found" (status `not_found`), and any
+  other well-formed Flickr error answer, `{"stat": "fail", "code": N}` (`flickr-N`, status
+  `error`).
+- Fatal: the codes of FATAL_FLICKR_CODES (invalid key, bad signature, unknown method or format)
+  concern every photo; they stop the crawl with a MangoError.
+
+A retry repeats the whole photo (both calls), so a record never mixes answers of two attempts.
+Once the budget is spent (or a final error came), the photo's status is `partial` if getInfo
+succeeded in some attempt but getAllContexts never did (getInfo's fields kept, `groups` null,
+error_code/error_message naming the getAllContexts failure), else `error`. `mango crawl
+--retry-errors` re-fetches both kinds on a later run.
 """
 
 from __future__ import annotations
 
+import builtins
+import http.client
+import json
 import logging
 import os
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +53,15 @@ ENV_API_KEY = "FLICKR_API_KEY"
 ENV_API_SECRET = "FLICKR_API_SECRET"
 ENV_REST_URL = "FLICKR_REST_URL"
 
-STATUSES = ("ok", "not_found", "error")  # of a record (CRAWL_SCHEMA row)
+# Of a record (CRAWL_SCHEMA row): ok (both answers), not_found (Flickr error 1), error (no usable
+# getInfo answer), partial (getInfo's fields, but no getAllContexts answer: groups null).
+STATUSES = ("ok", "not_found", "error", "partial")
+RETRY_STATUSES = frozenset({"error", "partial"})  # what `--retry-errors` re-fetches
 
 # Flickr error codes.
 PHOTO_NOT_FOUND = 1
 RETRYABLE_FLICKR_CODES = frozenset({105, 106})  # service unavailable, write failed (temporary)
+# Any other code is final for the photo (status error), unless fatal:
 # Errors about the key, the signature or the request format: every photo would fail the same way.
 FATAL_FLICKR_CODES = frozenset({95, 96, 97, 98, 100, 111, 112, 114, 115, 116})
 
@@ -91,11 +112,20 @@ class FatalCrawlError(MangoError):
     """An answer that means every call would fail (bad key, bad signature): stop the crawl."""
 
 
-@dataclass
-class _Failure:
-    code: str
-    message: str
-    retryable: bool
+RETRY, FINAL, NOT_FOUND = "retry", "final", "not_found"  # what a failed call means for the photo
+
+
+class _Failure(Exception):
+    """One failed call: its error code, a scrubbed message, RETRY / FINAL / NOT_FOUND, the method."""
+
+    def __init__(self, code: str, message: str, kind: str, method: str = "") -> None:
+        super().__init__(code, message)
+        self.code, self.message, self.kind, self.method = code, message, kind, method
+
+    def describe(self, attempts: int) -> str:
+        """The record's error_message: the call, and the budget spent if it was a retryable failure."""
+        spent = f"gave up after {attempts} attempts: " if self.kind == RETRY else ""
+        return f"{self.method}: {spent}{self.message}"
 
 
 def _raise_for_status(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -106,7 +136,10 @@ def _raise_for_status(response: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def make_flickr_api(credentials: Credentials, rest_url: str, timeout_s: float) -> Any:
-    """A `flickrapi.FlickrAPI` answering in parsed JSON, pointed at `rest_url`.
+    """A `flickrapi.FlickrAPI` answering with the raw JSON body, pointed at `rest_url`.
+
+    The body is parsed here (`_decode`), not by flickrapi, so that a cut-off, empty or HTML
+    answer is a classified, retryable failure and not whatever exception its parser raises.
 
     flickrapi sends every call to the instance's `REST_URL`, so the endpoint is set on the
     instance. Each instance gets its own requests session (flickrapi shares one class-wide
@@ -122,7 +155,7 @@ def make_flickr_api(credentials: Credentials, rest_url: str, timeout_s: float) -
 
         __str__ = __repr__
 
-    api = _FlickrAPI(credentials.api_key, credentials.api_secret, format="parsed-json",
+    api = _FlickrAPI(credentials.api_key, credentials.api_secret, format="json",
                      store_token=False, timeout=timeout_s)
     api.REST_URL = rest_url
     session = requests.Session()
@@ -131,29 +164,60 @@ def make_flickr_api(credentials: Credentials, rest_url: str, timeout_s: float) -
     return api
 
 
+def _flickr_failure(code: int, message: str) -> _Failure:
+    """A well-formed Flickr error answer: not found, retryable, final, or fatal (raised)."""
+    if code in FATAL_FLICKR_CODES:
+        raise FatalCrawlError(f"Flickr refused the request ({message}); check {ENV_API_KEY}, "
+                              f"{ENV_API_SECRET} and {ENV_REST_URL}")
+    kind = NOT_FOUND if code == PHOTO_NOT_FOUND else RETRY if code in RETRYABLE_FLICKR_CODES else FINAL
+    return _Failure(f"flickr-{code}", message, kind)
+
+
 def _classify(exc: BaseException, secrets: Sequence[str]) -> _Failure:
-    """Map an exception from one API call to an error code and whether it is worth retrying."""
+    """Map an exception from one API call to a failure (unknown exception types re-raise: bugs)."""
     import requests
+    import urllib3
     from flickrapi.exceptions import FlickrError
 
     message = scrub(str(exc), secrets)[:500]
     if isinstance(exc, FlickrError):
-        code = exc.code
-        if code is None:
-            return _Failure("flickr", message, retryable=False)
-        if code in FATAL_FLICKR_CODES:
-            raise FatalCrawlError(f"Flickr refused the request ({message}); check {ENV_API_KEY}, "
-                                  f"{ENV_API_SECRET} and {ENV_REST_URL}")
-        return _Failure(f"flickr-{code}", message, retryable=code in RETRYABLE_FLICKR_CODES)
+        if exc.code is None:  # flickrapi's own non-200 error (the status hook normally comes first)
+            return _Failure("flickr", message, RETRY)
+        return _flickr_failure(int(exc.code), message)
     if isinstance(exc, HttpStatusError):
-        return _Failure(f"http-{exc.status}", message, retryable=exc.status >= 500 or exc.status == 429)
+        return _Failure(f"http-{exc.status}", message, RETRY)
     if isinstance(exc, requests.Timeout):
-        return _Failure("timeout", message, retryable=True)
-    if isinstance(exc, requests.ConnectionError):
-        return _Failure("connection", message, retryable=True)
-    if isinstance(exc, ValueError):  # json.JSONDecodeError from flickrapi's parser
-        return _Failure("malformed-json", message, retryable=False)
+        return _Failure("timeout", message, RETRY)
+    broken = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+              requests.exceptions.ContentDecodingError, http.client.HTTPException, urllib3.exceptions.HTTPError,
+              builtins.ConnectionError)  # the last three in case one escapes requests' wrapping
+    if isinstance(exc, broken):
+        return _Failure("connection", message, RETRY)
     raise exc
+
+
+def _decode(body: Any, secrets: Sequence[str]) -> dict:
+    """The JSON object of a status-200 answer with `stat` ok; raises a _Failure for anything else."""
+    size = len(body) if isinstance(body, (bytes, str)) else 0
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+    except UnicodeDecodeError as exc:
+        raise _Failure("malformed-json", f"not UTF-8 ({size} bytes): {exc}", RETRY) from None
+    if not text.strip():
+        raise _Failure("malformed-json", "empty body", RETRY)
+    try:
+        rsp = json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError
+        what = "an HTML page, not JSON" if text.lstrip().startswith("<") else "JSON cut off or malformed"
+        raise _Failure("malformed-json", f"{what} ({size} bytes): {exc}", RETRY) from None
+    if not isinstance(rsp, dict):
+        raise _Failure("malformed-json", f"JSON {type(rsp).__name__}, not an object ({size} bytes)", RETRY)
+    stat, code = rsp.get("stat"), rsp.get("code")
+    if stat == "ok":
+        return rsp
+    if stat == "fail" and isinstance(code, (int, str)) and str(code).isdigit():
+        raise _flickr_failure(int(code), scrub(f"Error: {code}: {rsp.get('message', '')}", secrets)[:500])
+    raise _Failure("malformed-json", f"no stat ok, nor fail with an error code (stat {str(stat)[:20]!r})", RETRY)
 
 
 def _content(value: Any) -> str:
@@ -229,48 +293,56 @@ class PhotoFetcher:
             api = self._local.api = make_flickr_api(self.credentials, self.rest_url, self.config.timeout_s)
         return api
 
-    def _call(self, method: str, photo_id: str) -> tuple[dict | None, _Failure | None, int]:
-        """(answer, None, calls) on success, (None, failure, calls) once retries are spent."""
-        cfg = self.config
-        for attempt in range(1, cfg.max_attempts + 1):
-            if self.stop.is_set():
-                raise _Stopped
-            call = getattr(self._api().photos, method)  # build the client before taking a slot
-            self.limiter.acquire()
+    def _call(self, method: str, photo_id: str, parse: Callable[[dict], Any]) -> Any:
+        """One HTTP call, its answer decoded and parsed by `parse`; raises a _Failure naming `method`."""
+        if self.stop.is_set():
+            raise _Stopped
+        call = getattr(self._api().photos, method)  # build the client before taking a slot
+        self.limiter.acquire()
+        try:
             try:
-                return call(photo_id=photo_id), None, attempt
-            except Exception as exc:  # classified below; unknown exception types re-raise there
-                failure = _classify(exc, self.credentials.secrets)
-            if not failure.retryable or attempt == cfg.max_attempts:
-                if failure.retryable:
-                    failure.message = f"gave up after {attempt} attempts: {failure.message}"
-                return None, failure, attempt
-            with self._rng_lock:
-                delay = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, self._rng)
-                self.retries += 1
-            log.debug("photo %s %s: %s, retry %d in %.2f s", photo_id, method, failure.code, attempt, delay)
-            if self.stop.wait(delay):
-                raise _Stopped
-        raise AssertionError("unreachable")
+                body = call(photo_id=photo_id)
+            except Exception as exc:  # classified; unknown exception types re-raise there
+                raise _classify(exc, self.credentials.secrets) from None
+            rsp = _decode(body, self.credentials.secrets)
+            try:
+                return parse(rsp)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise _Failure("malformed-response", f"unexpected answer ({exc!r})"[:500], RETRY) from None
+        except _Failure as failure:
+            failure.method = method
+            raise
+
+    def _backoff(self, photo_id: str, retry: int, failure: _Failure) -> None:
+        with self._rng_lock:
+            delay = backoff_delay(retry, self.config.backoff_base_s, self.config.backoff_max_s, self._rng)
+            self.retries += 1
+        log.debug("photo %s %s: %s, retry %d in %.2f s", photo_id, failure.method, failure.code, retry, delay)
+        if self.stop.wait(delay):
+            raise _Stopped
 
     def fetch(self, photo_id: str) -> dict[str, Any]:
-        """The photo's record (one row of CRAWL_SCHEMA)."""
-        info, failure, calls = self._call("getInfo", photo_id)
-        if failure is not None:
-            status = "not_found" if failure.code == f"flickr-{PHOTO_NOT_FOUND}" else "error"
-            return empty_record(photo_id, status, calls, failure.code, failure.message)
-        try:
-            fields = parse_info(info)
-        except (KeyError, TypeError, AttributeError) as exc:
-            return empty_record(photo_id, "error", calls, "malformed-response", f"getInfo: unexpected answer ({exc!r})")
-        contexts, failure, more = self._call("getAllContexts", photo_id)
-        calls += more
-        if failure is not None:
-            status = "not_found" if failure.code == f"flickr-{PHOTO_NOT_FOUND}" else "error"
-            return empty_record(photo_id, status, calls, failure.code, f"getAllContexts: {failure.message}")
-        try:
-            groups = parse_contexts(contexts)
-        except (KeyError, TypeError, AttributeError) as exc:
-            return empty_record(photo_id, "error", calls, "malformed-response",
-                                f"getAllContexts: unexpected answer ({exc!r})")
-        return {**empty_record(photo_id, "ok", calls), **fields, "groups": groups}
+        """The photo's record (one row of CRAWL_SCHEMA): up to `max_attempts` attempts of both calls."""
+        calls, fields, failure = 0, None, None
+        last: dict[str, _Failure] = {}  # the latest failure of each method
+        for attempt in range(1, self.config.max_attempts + 1):
+            if failure is not None:
+                self._backoff(photo_id, attempt - 1, failure)
+            try:
+                calls += 1
+                fields = self._call("getInfo", photo_id, parse_info)
+                calls += 1
+                groups = self._call("getAllContexts", photo_id, parse_contexts)
+            except _Failure as exc:
+                failure = last[exc.method] = exc
+                if exc.kind == RETRY:
+                    continue
+                break
+            return {**empty_record(photo_id, "ok", calls), **fields, "groups": groups}
+        assert failure is not None
+        if failure.kind == NOT_FOUND:
+            return empty_record(photo_id, "not_found", calls, failure.code, failure.describe(attempt))
+        if fields is not None:  # getInfo answered in some attempt, getAllContexts in none: keep what we have
+            why = last["getAllContexts"]
+            return {**empty_record(photo_id, "partial", calls, why.code, why.describe(attempt)), **fields}
+        return empty_record(photo_id, "error", calls, failure.code, failure.describe(attempt))

@@ -18,7 +18,8 @@ class CrawlConfig:
     timeout_s: float = 30.0
     """Per-request timeout; a slower answer counts as a (retryable) timeout."""
     max_attempts: int = 6
-    """Attempts per API call, first one included, before the photo is recorded as an error."""
+    """Attempts per photo, first one included; each asks getInfo then getAllContexts, and any retryable
+    failure starts the next one after a backoff. Then the photo is recorded as error or partial."""
     backoff_base_s: float = 2.0
     """Delay before the first retry; doubles each retry (with jitter), capped by backoff_max_s."""
     backoff_max_s: float = 120.0
