@@ -7,6 +7,7 @@ interrupted stage never leaves a file or folder that looks complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -25,12 +26,15 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False, fsync: bool
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
     With `directory=True` the temporary path is an (empty) folder and the whole folder is
-    swapped in at the end. On error the temporary path is removed and `path` is left untouched.
+    swapped in at the end. On error the temporary path is removed and `path` is left untouched;
+    temporary paths of `path` left by a process killed mid-write (SIGKILL) are removed first.
     With `fsync=True` the written content (every file of a folder) is flushed to disk before the
     rename and the parent folder after it, so the new name survives a power cut complete.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):  # left by a write killed with -9
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     else:
