@@ -137,10 +137,12 @@ def test_rate_limit_holds_across_workers(tmp_path):
         crawl(ids, tmp_path / "out", CREDS, srv.url,
               CrawlConfig(**{**FAST, "max_calls_per_hour": 36_000, "workers": 4}), progress=False)
         gaps = [b - a for a, b in zip(srv.arrivals, srv.arrivals[1:])]
-    # 36,000 calls/hour = one call per 0.1 s whatever the workers: no burst (arrivals jitter a little
-    # around the paced call starts), and the 10 calls span 9 intervals.
-    assert len(srv.arrivals) == 10
-    assert min(gaps) >= 0.05 and srv.arrivals[-1] - srv.arrivals[0] >= 9 * 0.1 * 0.95
+    # 36,000 calls/hour = one call start per 0.1 s whatever the workers: no burst, and the 10 calls
+    # span 9 intervals. An arrival lags its paced start by the thread's wake-up (up to tens of ms on
+    # a loaded machine), so two arrivals may come close, but never three within two intervals.
+    assert len(srv.arrivals) == 10 and len(gaps) == 9
+    assert all(c - a >= 0.1 for a, c in zip(srv.arrivals, srv.arrivals[2:]))
+    assert srv.arrivals[-1] - srv.arrivals[0] >= 9 * 0.1 * 0.95
 
 
 # -- one photo: answers and faults ----------------------------------------------------------------
