@@ -138,7 +138,7 @@ def test_rate_limit_holds_across_workers(tmp_path):
               CrawlConfig(**{**FAST, "max_calls_per_hour": 36_000, "workers": 4}), progress=False)
         gaps = [b - a for a, b in zip(srv.arrivals, srv.arrivals[1:])]
     # 36,000 calls/hour = one call start per 0.1 s whatever the workers: no burst, and the 10 calls
-    # span 9 intervals. An arrival lags its paced start by the thread's wake-up and the request's
+    # span 9 intervals (at least 0.75 s below). An arrival lags its paced start by the thread's wake-up and the request's
     # way to the server (tens of ms on a loaded machine), so any k consecutive intervals last at
     # least k x 0.1 s less that lag (bounded here by 0.15 s); a limiter that let calls through
     # together fails this for large k.
@@ -146,7 +146,6 @@ def test_rate_limit_holds_across_workers(tmp_path):
     a = srv.arrivals
     short = [(i, k, round(a[i + k] - a[i], 3)) for k in range(1, 10) for i in range(10 - k) if a[i + k] - a[i] < k * 0.1 - 0.15]
     assert not short, f"calls closer than the pacing allows (start, intervals, seconds): {short}"
-    assert a[-1] - a[0] >= 9 * 0.1 * 0.95
 
 
 # -- one photo: answers and faults ----------------------------------------------------------------
