@@ -28,32 +28,24 @@ def command(
 ) -> None:
     import numpy as np
     import polars as pl
-    import torch
 
     from pipeline.config import load_params
-    from pipeline.data.tables import load_annotated
     from pipeline.errors import MangoError
     from pipeline.evaluation.browse import METHODS, Card, choose_rows, write_page
     from pipeline.evaluation.figures import coattention_maps
     from pipeline.evaluation.metrics import topk_predictions
-    from pipeline.features.store import AttentionStore
     from pipeline.io import atomic_path, read_json, read_parquet
-    from pipeline.methods import Context, all_methods, create_model, model_inputs, neighbour_rows
+    from pipeline.methods import all_methods, model_inputs
     from pipeline.schemas import METRIC_KEYS
-    from pipeline.training.loop import load_checkpoint
-    from stages.common import open_store_with_labels
+    from stages.common import trained_mangonet
 
     with stage_timer("browse"):
         p = load_params(params)
         info, scores_by_title = read_json(details), read_json(metrics)
-        ckpt = load_checkpoint(checkpoint)
-        m = int(ckpt["config"]["m"])
-        store, targets = open_store_with_labels(features, prepared, metadata)
-        data = load_annotated(prepared, metadata)
+        ctx, model, ckpt, data = trained_mangonet(features, attention, neighbours, prepared, metadata, checkpoint, p)
+        store, targets, nb, m = ctx.store, ctx.targets, ctx.neighbours, ctx.m
         meta = read_parquet(metadata, {"image_id": None, "terms": None})
         terms = dict(zip(meta["image_id"].to_list(), meta["terms"].to_list()))
-        nb, _ = neighbour_rows(read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None, "score": None}),
-                               store, m)
         test = store.index.filter(pl.col("split") == "test")
         rows = test["row"].to_numpy()
         titles = {mth.title: name for name, mth in all_methods().items()}
@@ -66,25 +58,21 @@ def command(
                 raise MangoError(f"{path}: no predictions for some test images; re-run the stage that writes it")
             predicted[title] = frame.select(store.labels).to_numpy()
         chosen = choose_rows(predicted["MangoNet"], predicted["Multi-CNN"], disagree, more)
-        ctx = Context(store=store, attention=AttentionStore.open(attention), neighbours=nb, targets=targets, params=p,
-                      device=torch.device("cpu"), multicnn=store.scores, m=m)
-        model = create_model("mangonet", ctx, ckpt)
+        kept = {t: topk_predictions(s[chosen], p.evaluate.top_k, p.evaluate.threshold) for t, s in predicted.items()}
         pool = int(ckpt["config"]["coatten_pool"])
         h, w = -(-store.meta["height"] // pool), -(-store.meta["width"] // pool)
         alphas = coattention_maps(model, model_inputs("mangonet", ctx, rows[chosen], ckpt["config"]), h, w)
         cards = []
         for k, i in enumerate(chosen):
             row = rows[i]
-            top = {t: [store.labels[j] for j in np.argsort(-s[i], kind="stable")
-                       if topk_predictions(s[i:i + 1], p.evaluate.top_k, p.evaluate.threshold)[0, j]]
+            top = {t: [store.labels[j] for j in np.argsort(-s[i], kind="stable") if kept[t][k, j]]
                    for t, s in predicted.items()}
             nbs = [(data.image_ids[j], data.paths[j], terms.get(data.image_ids[j], [])) for j in nb[row] if j >= 0]
             alpha = alphas[k].copy()
             alpha[1 + len(nbs):] = np.nan
             cards.append(Card(image_id=data.image_ids[row], path=data.paths[row],
                               truth=[store.labels[j] for j in np.flatnonzero(targets[row])], predicted=top,
-                              neighbours=nbs, alpha=alpha,
-                              disagreement=float(np.abs(predicted["MangoNet"][i] - predicted["Multi-CNN"][i]).sum())))
+                              neighbours=nbs, alpha=alpha))
         summary = info.get("summary", {})
         dataset = "the synthetic world" if summary.get("synthetic") else summary.get("dataset", "")
         with atomic_path(out, directory=True) as tmp:

@@ -49,8 +49,8 @@ def stage_timer(name: str) -> Iterator[None]:
         log.info("stage %s finished in %.1f s (start-up %.1f s)", name, took, startup)
 
 
-def open_store_with_labels(features: Path, prepared: Path, metadata: Path):
-    """The feature store and the (N, C) label matrix in store-row order."""
+def open_store_with_data(features: Path, prepared: Path, metadata: Path):
+    """The feature store and the labelled images (ids, paths, splits, (N, C) labels) in store-row order."""
     from pipeline.data.tables import load_annotated
     from pipeline.errors import MangoError
     from pipeline.features.store import FeatureStore
@@ -61,4 +61,31 @@ def open_store_with_labels(features: Path, prepared: Path, metadata: Path):
         raise MangoError(f"{features}: the feature store does not match {metadata}; re-run the features stage")
     if store.labels != data.label_names:
         raise MangoError(f"{features}: labels {store.labels} differ from the prepared labels {data.label_names}")
+    return store, data
+
+
+def open_store_with_labels(features: Path, prepared: Path, metadata: Path):
+    """The feature store and the (N, C) label matrix in store-row order."""
+    store, data = open_store_with_data(features, prepared, metadata)
     return store, data.targets
+
+
+def trained_mangonet(features: Path, attention: Path, neighbours: Path, prepared: Path, metadata: Path,
+                     checkpoint: Path, params):
+    """The trained MangoNet of `checkpoint` over the stores, on the CPU, as figures and the results
+    page show it: (context at the checkpoint's m, model, checkpoint, labelled images)."""
+    import torch
+
+    from pipeline.features.store import AttentionStore
+    from pipeline.io import read_parquet
+    from pipeline.methods import Context, create_model, neighbour_rows
+    from pipeline.training.loop import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    m = int(ckpt["config"]["m"])
+    store, data = open_store_with_data(features, prepared, metadata)
+    nb, _ = neighbour_rows(read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None, "score": None}),
+                           store, m)
+    ctx = Context(store=store, attention=AttentionStore.open(attention), neighbours=nb, targets=data.targets,
+                  params=params, device=torch.device("cpu"), multicnn=store.scores, m=m)
+    return ctx, create_model("mangonet", ctx, ckpt), ckpt, data

@@ -24,17 +24,14 @@ def command(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     import numpy as np
-    import torch
 
-    from pipeline.features.store import AttentionStore
     from pipeline.config import load_params
-    from pipeline.data.tables import load_annotated
     from pipeline.errors import MangoError
     from pipeline.evaluation.figures import ap_scatter, coattention_grid, coattention_maps
-    from pipeline.io import atomic_path, read_json, read_parquet
-    from pipeline.methods import Context, create_model, model_inputs, neighbour_rows
-    from pipeline.training.loop import load_checkpoint, predict
-    from stages.common import open_store_with_labels
+    from pipeline.io import atomic_path, read_json
+    from pipeline.methods import model_inputs
+    from pipeline.training.loop import predict
+    from stages.common import trained_mangonet
 
     with stage_timer("figures"):
         p = load_params(params)
@@ -42,13 +39,8 @@ def command(
         for name in ("MangoNet", baseline):
             if name not in methods:
                 raise MangoError(f"{details}: no method '{name}' (have: {', '.join(k for k in methods if not k.startswith('_'))})")
-        ckpt = load_checkpoint(checkpoint)
-        m = int(ckpt["config"]["m"])
-        store, targets = open_store_with_labels(features, prepared, metadata)
-        nb, _ = neighbour_rows(read_parquet(neighbours, {"image_id": None, "rank": None, "neighbour_id": None}), store, m)
-        ctx = Context(store=store, attention=AttentionStore.open(attention), neighbours=nb, targets=targets, params=p,
-                      device=torch.device("cpu"), multicnn=store.scores, m=m)
-        model = create_model("mangonet", ctx, ckpt)
+        ctx, model, ckpt, data = trained_mangonet(features, attention, neighbours, prepared, metadata, checkpoint, p)
+        store, targets, nb = ctx.store, ctx.targets, ctx.neighbours
         pool = int(ckpt["config"]["coatten_pool"])
         test = ctx.rows("test")
         scores = predict(model, [model_inputs("mangonet", ctx, test, ckpt["config"])], ctx.device)
@@ -59,7 +51,6 @@ def command(
         h = -(-store.meta["height"] // pool)
         w = -(-store.meta["width"] // pool)
         alphas = coattention_maps(model, inputs, h, w)
-        data = load_annotated(prepared, metadata)
         nodes = np.concatenate([chosen[:, None], nb[chosen]], axis=1)
         mask = nodes >= 0
         paths = [[data.paths[j] if j >= 0 else "" for j in row] for row in nodes]

@@ -34,7 +34,6 @@ class Card:
     predicted: dict[str, list[str]]  # method title -> its top labels
     neighbours: list[tuple[str, str, list[str]]]  # (image_id, path, terms)
     alpha: np.ndarray  # (1 + m, H, W) alpha x P of the target, then each neighbour (nan: no such node)
-    disagreement: float
 
 
 def choose_rows(mangonet: np.ndarray, multicnn: np.ndarray, n_disagree: int, n_more: int, seed: int = 0) -> np.ndarray:

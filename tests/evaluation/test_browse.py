@@ -38,7 +38,7 @@ def make_cards(tmp_path: Path, n: int) -> list[Card]:
         alpha[2] = np.nan  # only one neighbour
         cards.append(Card(image_id=f"i{i}", path=str(path), truth=["dog"] if i % 2 else ["sea", "sky"],
                           predicted={"MangoNet": ["dog"], "NCNN": ["sea"], "Multi-CNN": []},
-                          neighbours=[(f"n{i}", str(path), ["beach", "wave"])], alpha=alpha, disagreement=1.0))
+                          neighbours=[(f"n{i}", str(path), ["beach", "wave"])], alpha=alpha))
     return cards
 
 
