@@ -12,7 +12,10 @@ export PATH := $(BIN):$(PATH)
 setup:
 	@bash scripts/setup.sh
 
+# repair_dvc_state: a DVC process killed while writing .dvc/tmp/rwlock or dvc.lock leaves them
+# unreadable, and DVC then refuses to run; the script fixes only that (see its docstring).
 repro: setup
+	$(BIN)/python scripts/repair_dvc_state.py
 	$(BIN)/dvc repro
 	$(BIN)/mango readme
 

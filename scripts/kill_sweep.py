@@ -6,7 +6,8 @@ or those of `--stages`, in a copy of a trained workspace:
 1. force the stage once uninterrupted (`dvc repro -f -s STAGE`) and time it;
 2. force it again and SIGKILL its whole process group at a moment drawn uniformly (seeded) within
    that measured duration;
-3. run a plain `dvc repro` and check that it completes, that the stage's outputs (their `md5` in
+3. repair what the kill left in DVC's own state files (`scripts/repair_dvc_state.py`, as
+   `make repro` does: an rwlock or dvc.lock cut off mid-write), run a plain `dvc repro` and check that it completes, that the stage's outputs (their `md5` in
    dvc.lock) equal those of the uninterrupted run, that reports/metrics.json is unchanged, and
    that no temporary file (`*.tmp-*`, `.part-*`; not under .dvc/ or .git/) is left.
 
@@ -35,6 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import repair_dvc_state  # noqa: E402  (scripts/, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
@@ -91,6 +95,7 @@ class StageResult:
     nondeterministic_outs: list[str] = field(default_factory=list)
     differing_outs: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
+    dvc_repairs: list[str] = field(default_factory=list)  # DVC state files the kill left unreadable
     error: str = ""
 
     @property
@@ -117,7 +122,8 @@ class StageResult:
         temps = ("no temporary files" if not self.temp_files
                  else f"{len(self.temp_files)} TEMPORARY FILES LEFT: {', '.join(self.temp_files[:5])}"
                  + (" ..." if len(self.temp_files) > 5 else ""))
-        return f"stage {self.stage}: {kill}, {rerun}, {same}, {temps}"
+        repaired = f", DVC state repaired first: {'; '.join(self.dvc_repairs)}" if self.dvc_repairs else ""
+        return f"stage {self.stage}: {kill}{repaired}, {rerun}, {same}, {temps}"
 
 
 def sweep_stage(work: Path, stage: str, rng: random.Random, timeout: float = 1800) -> StageResult:
@@ -160,6 +166,7 @@ def sweep_stage(work: Path, stage: str, rng: random.Random, timeout: float = 180
     except ProcessLookupError:
         pass
 
+    _, res.dvc_repairs = repair_dvc_state.repair(work, echo=lambda _: None)
     proc = subprocess.run([*DVC, "repro"], cwd=work, env=_env(), capture_output=True, text=True, timeout=timeout)
     res.rerun_ok = proc.returncode == 0
     if not res.rerun_ok:
@@ -195,8 +202,10 @@ def sweep(work: Path, stages: list[str] | None = None, seed: int = 0, echo=print
 def summary(results: list[StageResult]) -> str:
     ok = sum(r.ok for r in results)
     killed = sum(r.killed for r in results)
+    repaired = [r.stage for r in results if r.dvc_repairs]
     bad = [r.stage for r in results if not r.ok]
     return (f"{len(results)} stages tried, {killed} killed mid-run, {ok} survived every check"
+            + (f" ({len(repaired)} after repairing DVC's state files: {', '.join(repaired)})" if repaired else "")
             + (f"; FAILED: {', '.join(bad)}" if bad else ""))
 
 

@@ -158,6 +158,15 @@ def results_markdown(metrics: dict, details: dict, summary: dict, published: dic
             chosen = ", ".join(f"{k} {v}" for k, v in sel["chosen"].items())
             label = titles.get(method, "MangoNet's co-attention variant" if method == "coattention" else method)
             out.append(f"| {label} | {chosen} | {sel['grid_size']} | {sel['val_mAPC']:.3f} |")
+        for method, sel in selection.items():
+            c = sel.get("constraint")
+            if c:
+                label = titles.get(method, "MangoNet's co-attention variant" if method == "coattention" else method)
+                best = ", ".join(f"{k} {v}" for k, v in c["unconstrained"]["point"].items())
+                kept = (f"{c['eligible']} of {sel['grid_size']} points attend (validation alpha entropy <= "
+                        f"{c['max_alpha_entropy']})" + ("" if c["met"] else ", none: the best of all was taken"))
+                out += ["", f"{label}: only points whose alpha attends were eligible: {kept}. The best of all points, "
+                            f"{best}, scored {c['unconstrained']['val_mAPC']:.3f} on validation."]
     return "\n".join(out) + "\n"
 
 
@@ -176,12 +185,14 @@ def read_variants(path: Path) -> dict:
 
 
 def read_selection(path: Path) -> dict[str, dict]:
-    """method -> {chosen, grid_size, val_mAPC, grid, section} from `make select`'s reports/selection.json."""
+    """method -> {chosen, grid_size, val_mAPC, grid, section[, constraint]} from `make select`'s
+    reports/selection.json (constraint: the bound on the co-attention's alpha entropy and what it did)."""
     try:
         data = json.loads(Path(path).read_text())
         dataset = data.get("protocol", {}).get("dataset", {})
         return {method: {"chosen": s["chosen"], "grid_size": int(s["grid_size"]), "val_mAPC": float(s["val_mAPC"]),
-                         "grid": s["grid"], "section": s["section"], "dataset": dataset}
+                         "grid": s["grid"], "section": s["section"], "dataset": dataset,
+                         **({"constraint": s["constraint"]} if s.get("constraint") else {})}
                 for method, s in data["methods"].items()}
     except FileNotFoundError:
         raise MangoError(f"{path}: not found; `make select` writes it") from None
