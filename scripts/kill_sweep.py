@@ -7,7 +7,8 @@ or those of `--stages`, in a copy of a trained workspace:
 2. force it again and SIGKILL its whole process group at a moment drawn uniformly (seeded) within
    that measured duration;
 3. repair what the kill left in DVC's own state files (`scripts/repair_dvc_state.py`, as
-   `make repro` does: an rwlock or dvc.lock cut off mid-write), run a plain `dvc repro` and check that it completes, that the stage's outputs (their `md5` in
+   `make repro` does: an rwlock or dvc.lock cut off mid-write), run a plain `dvc repro` and
+   check that it completes, that the stage's outputs (their `md5` in
    dvc.lock) equal those of the uninterrupted run, that reports/metrics.json is unchanged, and
    that no temporary file (`*.tmp-*`, `.part-*`; not under .dvc/ or .git/) is left.
 

@@ -132,7 +132,7 @@ def choose(rows: list[dict], max_alpha_entropy: float | None) -> tuple[int, dict
 
     With a bound only the rows whose validation alpha entropy is at most it are eligible (an alpha
     that does not attend makes MangoNet compute its NGCN ablation, which has its own row); when no
-    row is eligible the best of all is taken and the record says so."""
+    row is eligible the best of all is taken (the record's `eligible` is 0)."""
     def best_of(indices):
         return max(indices, key=lambda i: (rows[i]["val_mAPC"], -i))
 
@@ -143,11 +143,7 @@ def choose(rows: list[dict], max_alpha_entropy: float | None) -> tuple[int, dict
                 if (r.get("attention") or {}).get("alpha_entropy", 1.0) <= max_alpha_entropy]
     record = {"max_alpha_entropy": max_alpha_entropy, "eligible": len(eligible),
               "unconstrained": {"point": rows[overall]["point"], "val_mAPC": rows[overall]["val_mAPC"]}}
-    if not eligible:
-        record["met"] = False
-        return overall, record
-    record["met"] = True
-    return best_of(eligible), record
+    return (best_of(eligible) if eligible else overall), record
 
 
 def get_dotted(params: dict, key: str):

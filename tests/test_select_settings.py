@@ -33,7 +33,7 @@ def test_the_bound_keeps_only_points_whose_alpha_attends():
             _row("edge", 0.861, 0.9), _row("flat", 0.870, 0.95)]
     best, record = choose(rows, 0.9)
     assert best == 2  # mid and edge tie at 0.861 (edge is exactly at the bound): the first listed wins
-    assert record == {"max_alpha_entropy": 0.9, "eligible": 3, "met": True,
+    assert record == {"max_alpha_entropy": 0.9, "eligible": 3,
                       "unconstrained": {"point": {"v": "flat"}, "val_mAPC": 0.870}}
 
 
@@ -41,4 +41,4 @@ def test_when_no_point_attends_the_best_of_all_is_taken_and_the_record_says_so()
     choose = _module().choose
     rows = [_row("a", 0.80, 0.99), _row("b", 0.82, 1.0), _row("no stats", 0.83)]
     best, record = choose(rows, 0.9)
-    assert best == 2 and record["met"] is False and record["eligible"] == 0
+    assert best == 2 and record["eligible"] == 0
