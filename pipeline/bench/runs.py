@@ -121,7 +121,10 @@ def pipeline_contender(data: dict, k: int) -> dict:
     import scipy.sparse as sp
 
     X, split = TagData(**data).build()
-    terms = pa.ListArray.from_arrays(pa.array(X.indptr.astype(np.int32)), pa.array(X.indices.astype(str)))
+    values = pa.array(X.indices.astype(str))
+    if isinstance(values, pa.ChunkedArray):  # large inputs come back in chunks
+        values = values.combine_chunks()
+    terms = pa.ListArray.from_arrays(pa.array(X.indptr.astype(np.int32)), values)
     df = pl.DataFrame({"image_id": np.char.add("im", np.arange(X.shape[0]).astype(str)), "split": split,
                        "terms": pl.from_arrow(terms)})
     del X, terms

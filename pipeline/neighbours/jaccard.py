@@ -16,7 +16,7 @@ Definition (exact, deterministic):
 
 Methods (same definition, bit-identical results):
 - `jaccard_topk` (the default): an inverted index over collapsed identical term sets, counting
-  overlaps one size band at a time and stopping at the size bound, in a parallel numba kernel
+  each pair of sets once, one size band at a time and stopping at the size bound, in a parallel numba kernel
   (pipeline/neighbours/kernel.py). Exact top-15 over NUS-WIDE-sized data in seconds.
 - `jaccard_topk_blocked` (the reference, kept for tests and benchmarks): a blocked sparse
   product. For a block of query rows, inter = X[block] @ X.T counts the shared terms of every

@@ -40,6 +40,50 @@ def _logits(output: torch.Tensor | tuple) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
+class SGD:
+    """SGD with momentum and weight decay, and an optional per-step learning-rate factor.
+
+    The update is torch's own (`torch.optim.sgd.sgd`, the kernel `torch.optim.SGD.step` runs), and
+    the factor is applied as `LambdaLR` does (lr = base lr x factor(steps taken)), so parameters
+    match `torch.optim.SGD` + `LambdaLR` exactly (tests/training/test_loop.py). What it leaves out
+    is the `Optimizer` class, whose first use imports torch._dynamo: 1-2 s of start-up in every
+    training process on this machine, ~15 s of a `dvc repro`.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float, weight_decay: float,
+                 factor: Callable[[int], float] | None = None) -> None:
+        self.params = list(params)
+        self.base_lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.factor = factor
+        self.steps = 0
+        self.lr = lr * factor(0) if factor is not None else lr
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from torch.optim.sgd import sgd
+
+        with_grad = [i for i, p in enumerate(self.params) if p.grad is not None]
+        buffers = [self.buffers[i] for i in with_grad]
+        sgd([self.params[i] for i in with_grad], [self.params[i].grad for i in with_grad], buffers,
+            weight_decay=self.weight_decay, momentum=self.momentum, lr=self.lr, dampening=0.0,
+            nesterov=False, maximize=False)
+        for i, b in zip(with_grad, buffers):  # sgd creates a parameter's buffer on its first step
+            self.buffers[i] = b
+        self.steps += 1
+        if self.factor is not None:
+            self.lr = self.base_lr * self.factor(self.steps)
+
+
+def cosine(total_steps: int) -> Callable[[int], float]:
+    """The cosine learning-rate factor from 1 at step 0 to 0 at `total_steps`."""
+    return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+
+
 def _live(live_dir: Path | None):
     if live_dir is None:
         return None
@@ -70,12 +114,9 @@ def fit(
     main, world = distributed.is_main(), distributed.world_size()
     trained = distributed.wrap(model, device)  # DDP under torchrun, else `model` itself
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total_steps = max(1, cfg.epochs * n_batches)
-    if cfg.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
-    else:
-        sched = None
+    opt = SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+              factor=cosine(total_steps) if cfg.schedule == "cosine" else None)
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     live = _live(live_dir) if main else None
     history = []
@@ -95,14 +136,12 @@ def fit(
             if not math.isfinite(global_sum):
                 raise MangoError(f"{name}: the loss became {global_sum} in epoch {epoch + 1}; lower {name}.lr (now {cfg.lr})")
             loss = row_sum * (world / global_rows)  # DDP averages over the world: the global batch mean
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
-            if sched is not None:
-                sched.step()
             losses.append(global_sum / global_rows)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": opt.lr,
                   "seconds": time.perf_counter() - start}
         history.append(record)
         if main:

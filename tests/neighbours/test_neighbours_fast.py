@@ -61,8 +61,8 @@ def test_query_order_and_thread_count_do_not_change_the_answer():
     try:
         for n_threads in sorted({1, threads}):
             numba.set_num_threads(n_threads)
-            for n_batches in (1, 3, 64):
-                assert_same(jaccard_topk_index(X, 15, n_batches=n_batches), want)
+            for block, capacity, ratio in ((1, 1, 0.7), (3, 2, 0.0), (64, 1 << 16, 0.7), (512, 8, 1.0)):
+                assert_same(jaccard_topk_index(X, 15, block=block, capacity=capacity, ratio=ratio), want)
     finally:
         numba.set_num_threads(threads)
 
@@ -111,3 +111,14 @@ def test_search_neighbours_single_row_splits_and_default_method():
                       schema={"image_id": pl.String, "split": pl.String, "terms": pl.List(pl.String)})
     out = search_neighbours(df, k=2)
     assert out.rows() == [("a", 1, "d", 0.5), ("d", 1, "a", 0.5)]  # b and c are alone in their split
+
+
+def test_sets_beyond_the_uint8_counters():
+    # Overlaps above 255 need 16-bit counters (counter_dtype): large sets sharing most terms.
+    rng = np.random.default_rng(7)
+    sets = [np.sort(rng.choice(400, size=int(rng.integers(250, 330)), replace=False)) for _ in range(40)]
+    sets += [np.unique(rng.choice(400, size=5)) for _ in range(20)]
+    rows = np.repeat(np.arange(len(sets)), [s.size for s in sets])
+    X = binary_csr(sp.csr_matrix((np.ones(rows.size), (rows, np.concatenate(sets))), shape=(len(sets), 400)))
+    assert Groups(X).size[-1] > 255
+    assert_same(jaccard_topk_index(X, 6, block=4), brute_force_topk(X, 6))
