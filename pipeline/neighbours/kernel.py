@@ -559,10 +559,11 @@ def _half_block(j0, j1, k, size, term_ptr, terms, member_ptr, members, size_star
 
 
 @nb.njit(cache=True)
-def _finish_block(j0, j1, size, kth, status, want, lmin_size, lmin_below, special, pd_tgt, pd_src, pd_cnt, n_pd,
+def _finish_block(j0, j1, size, kth, status, want, lmin_size, lmin_below, pd_tgt, pd_src, pd_cnt, n_pd,
                   ratio):
     """After a block: its groups whose lower k-th score is typical of the block become targets of
-    the groups above (want = that score); the others are searched alone later (special). Returns the
+    the groups above (want = that score); the others with something to search keep want = NO_WANT
+    and are searched alone later. Returns the
     pending pairs that reach their target's want, as (target, source, overlap) arrays."""
     scores = np.empty(j1 - j0, dtype=np.float64)
     n = 0
@@ -577,8 +578,6 @@ def _finish_block(j0, j1, size, kth, status, want, lmin_size, lmin_below, specia
             b = size[g]
             if kth[g] < lmin_size[b]:
                 lmin_size[b] = kth[g]
-        elif status[g] != 2:
-            special[g] = True
     low = NO_WANT  # least want over the sizes up to b
     for b in range(lmin_below.shape[0]):
         low = min(low, lmin_size[b])
@@ -673,7 +672,7 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, block: int = 512, capacity: int
     max_terms = int(np.diff(groups.term_ptr).max())
     max_size = int(groups.size[-1])
     work = dict(
-        count=np.zeros((W, G), dtype=counter_dtype(int(groups.size[-1]))), hits=np.empty((W, G), dtype=np.int64),
+        count=np.zeros((W, G), dtype=counter_dtype(max_size)), hits=np.empty((W, G), dtype=np.int64),
         cand_grp=np.empty((W, G), dtype=np.int64), cand_phi=np.empty((W, G), dtype=np.float64),
         lo=np.empty((W, max_terms), dtype=np.int64), start=np.empty((W, max_terms), dtype=np.int64),
         band_start=np.empty((W, max_terms), dtype=np.int64), band_end=np.empty((W, max_terms), dtype=np.int64),
@@ -683,7 +682,6 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, block: int = 512, capacity: int
     kth = np.zeros(G, dtype=np.float64)
     status = np.zeros(G, dtype=np.int8)
     want = np.full(G, NO_WANT, dtype=np.float64)
-    special = np.zeros(G, dtype=np.bool_)
     lmin_size = np.full(max_size + 2, NO_WANT, dtype=np.float64)
     lmin_below = np.full(max_size + 2, NO_WANT, dtype=np.float64)
     n_em, n_pd, overflow = np.zeros(W, dtype=np.int64), np.zeros(W, dtype=np.int64), np.zeros(W, dtype=np.bool_)
@@ -710,7 +708,7 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, block: int = 512, capacity: int
             em_tgt.append(bufs[0][c, :n_em[c]].copy())
             em_src.append(bufs[1][c, :n_em[c]].copy())
             em_cnt.append(bufs[2][c, :n_em[c]].copy())
-        t, s, o = _finish_block(j0, j1, groups.size, kth, status, want, lmin_size, lmin_below, special,
+        t, s, o = _finish_block(j0, j1, groups.size, kth, status, want, lmin_size, lmin_below,
                                 bufs[3], bufs[4], bufs[5], n_pd, ratio)
         em_tgt.append(t)
         em_src.append(s)
@@ -726,7 +724,7 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, block: int = 512, capacity: int
     targets = np.flatnonzero(want <= 1.0).astype(np.int64)
     _merge_upper(targets, k, groups.size, groups.member_ptr, groups.members, em_ptr, src, cnt, out_row, out_phi,
                  out_len, work["buf_phi"], work["buf_row"])
-    alone = np.flatnonzero(special).astype(np.int64)  # searched over all groups, as before
+    alone = np.flatnonzero((status != 2) & (want > 1.0)).astype(np.int64)  # not targets: searched over all groups
     t_alone = time.perf_counter()
     t_merge = t_alone - t_merge
     if alone.size:
