@@ -46,6 +46,7 @@ def command(
     insatten_epochs: Annotated[int | None, typer.Option(help="Epochs of the estimate [default: params insatten.epochs].")] = None,
     mangonet_epochs: Annotated[int | None, typer.Option(help="Epochs of the estimate [default: params methods.mangonet.epochs].")] = None,
     graph_runs: Annotated[int, typer.Option(help="MangoNet-family stages in the estimate (mangonet, ngcn, w/o GF, m3/m7/m15).")] = 6,
+    gpus: Annotated[int, typer.Option(help="GPUs of the estimate (torchrun --nproc-per-node); measure at the per-GPU --batch.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     params: Annotated[Path, typer.Option("--params", help="params.yaml for the epochs (skipped when absent).")] = Path("params.yaml"),
 ) -> None:
@@ -62,7 +63,7 @@ def command(
                           finetune_epochs=finetune_epochs if finetune_epochs is not None else p.finetune.epochs,
                           insatten_epochs=insatten_epochs if insatten_epochs is not None else p.insatten.epochs,
                           mangonet_epochs=mangonet_epochs if mangonet_epochs is not None else family_params(p, "mangonet").epochs,
-                          graph_runs=graph_runs)
+                          graph_runs=graph_runs, gpus=gpus)
         dev = resolve_device(device, "auto")  # bf16 autocast where the device has native bf16
         report = run(cfg, dev)
 
@@ -80,17 +81,21 @@ def command(
                        f"{_num(r['peak_memory_gb'], '.2f')} | {shapes} | {r['status']} |")
 
         est, n_all = report["estimate_seconds"], cfg.n_train + cfg.n_test
-        typer.echo(f"\nEstimated GPU compute for the whole pipeline ({cfg.n_train:,} train + {cfg.n_test:,} test images; "
+        on = "one GPU" if cfg.gpus == 1 else f"{cfg.gpus} GPUs (the nodes stage on one)"
+        typer.echo(f"\nEstimated GPU compute for the whole pipeline on {on} ({cfg.n_train:,} train + {cfg.n_test:,} test images; "
                    "decoding and data loading not included):\n")
         typer.echo("| stage | images through the model | time |")
         typer.echo("| --- | ---: | ---: |")
         rows = [("finetune", f"{cfg.finetune_epochs} epochs x {cfg.n_train:,}", est["finetune"]),
                 ("features", f"{n_all:,}", est["features"]),
                 ("insatten", f"{cfg.insatten_epochs} epochs x {cfg.n_train:,} + {n_all:,}", est["insatten"]),
-                (f"mangonet family ({cfg.graph_runs} runs)",
+                (f"nodes ({2 * cfg.m} nodes per image)", f"{n_all:,}", est["nodes"]),
+                (f"mangonet family ({cfg.graph_runs} runs, head on the node store)",
                  f"{cfg.graph_runs} x ({cfg.mangonet_epochs} epochs x {cfg.n_train:,} + {cfg.n_test:,})", est["mangonet"]),
                 ("total", "", est["total"])]
         for stage, work, seconds in rows:
             typer.echo(f"| {stage} | {work} | {_duration(seconds)} |")
+        typer.echo(f"\nWith eq. 4-9 in every batch instead (a learnt co-attention temperature: no node store), the "
+                   f"mangonet family would take {_duration(est['coattention'])}.")
         if out is not None:
             write_json(report, out)

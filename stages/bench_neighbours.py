@@ -25,6 +25,7 @@ def command(
     sklearn_n: Annotated[int, typer.Option("--sklearn-n", min=2, help="Train images scikit-learn searches (extrapolated quadratically).")] = 2000,
     check: Annotated[int, typer.Option("--check", min=0, help="Sampled queries compared with brute force.")] = 300,
     pipeline: Annotated[bool, typer.Option("--pipeline/--no-pipeline", help="Also time search_neighbours end to end (frames in and out).")] = True,
+    whole: Annotated[bool, typer.Option("--command/--no-command", help="Also time the whole `mango neighbours` command (Parquet in and out, process start included).")] = True,
 ) -> None:
     """Print a Markdown table: time, memory and exactness of each exact top-k method."""
     import numpy as np
@@ -47,6 +48,7 @@ def command(
         rows_same = int(sum(np.array_equal(a, b) and np.array_equal(c, d, equal_nan=True) for a, b, c, d in
                             zip(index["sample_idx"], ref_idx, index["sample_score"], ref_score)))
         full = run_isolated("pipeline_contender", data=kw, k=k) if pipeline else None
+        cli = run_isolated("command_contender", data=kw, k=k) if whole else None
 
         pilot = run_isolated("blocked_contender", data=kw, k=k, rows=min(blocked_pilot, n))
         blocked, predicted = pilot, pilot["seconds"] * (n / pilot["n"]) ** 2
@@ -65,7 +67,12 @@ def command(
             sk = None
 
     def row(method, searched, seconds, how, res, ratio):
-        mem = f"{res['rss_peak_mb']:,.0f} ({res['rss_peak_mb'] - res['rss_input_mb']:+,.0f})" if res else "-"
+        if not res:
+            mem = "-"
+        elif res["rss_input_mb"] is None:  # a whole process: its peak is all its own
+            mem = f"{res['rss_peak_mb']:,.0f} (the process)"
+        else:
+            mem = f"{res['rss_peak_mb']:,.0f} ({res['rss_peak_mb'] - res['rss_input_mb']:+,.0f})"
         return f"| {method} | {searched} | {seconds} | {how} | {mem} | {ratio} |"
 
     t_index = index["seconds"]
@@ -83,6 +90,11 @@ def command(
     if full:
         lines.append(row("`search_neighbours` (frames in and out)", f"{n:,}", f"{full['seconds']:.1f}",
                          f"measured; CPU {full['cpu_seconds']:.1f} s", full, f"{full['seconds'] / t_index:.1f}x"))
+    if cli:
+        lines.append(row("`mango neighbours IN OUT` (the whole command)", f"{n:,}", f"{cli['seconds']:.1f}",
+                         f"measured from launch to exit; CPU {cli['cpu_seconds']:.1f} s; Parquet in "
+                         f"{cli['in_mb']:.1f} MB, out {cli['out_mb']:.1f} MB ({cli['rows_out']:,} rows)", cli,
+                         f"{cli['seconds'] / t_index:.1f}x"))
     how = ("measured, both splits" if blocked["n"] == n else
            f"measured on the first {blocked['n']:,} images ({blocked['seconds']:.1f} s), extrapolated x(n/{blocked['n']:,})^2")
     lines.append(row("blocked sparse product (`jaccard_topk_blocked`)", f"{blocked['n']:,}", f"{blocked_at_n:.1f}", how,

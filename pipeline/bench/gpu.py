@@ -1,18 +1,24 @@
 """Throughput of the pipeline's GPU work on synthetic tensors at the paper's shapes (`mango bench gpu`).
 
-Four phases, each with the project's own modules and the settings the stages use (bf16 autocast
-and channels_last on CUDA, SGD with momentum, BCE):
+Six phases, each with the project's own modules and the settings the stages use (bf16 autocast
+and channels_last on CUDA, the training loop's SGD with momentum, BCE):
 
-    finetune   Backbone forward + backward + SGD step on (B, 3, S, S) images       (stage finetune)
-    features   Backbone forward only, maps copied to host as float16                (stage features)
-    insatten   InsAtten training step on (B, D, h, w) maps, h = w = S / 32          (stage insatten)
-    mangonet   MangoNet training step on (B, m+1, D, P) maps, P = (h / pool)^2,
-               with (B, m+1, C, P) attention maps and (B, m+1, C) confidences      (stage train@mangonet)
+    finetune     Backbone forward + backward + SGD step on (B, 3, S, S) images     (stage finetune)
+    features     Backbone forward only, maps copied to host as float16              (stage features)
+    insatten     InsAtten training step on (B, D, h, w) maps, h = w = S / 32        (stage insatten)
+    nodes        Eq. 4-9 forward for B images, each its 2m nodes (m neighbour nodes
+                 sharing its phi, its target node for every m' <= m), P = (h / pool)^2  (stage nodes)
+    mangonet     MangoNet's head training step on (B, m+1, D) node features         (stage train@mangonet
+                                                                                      and the family)
+    coattention  MangoNet training step with eq. 4-9 in every batch, on (B, m+1, D, P)
+                 maps, (B, m+1, C, P) attention maps and (B, m+1, C) confidences:
+                 the path of a learnt co-attention temperature (not in the estimate)
 
 Warm-up steps are excluded; each phase reports images/s, ms per step and the peak GPU memory
 (`torch.cuda.max_memory_allocated`). A CUDA out-of-memory error ends that phase only and is
-reported. The figures are compute only: JPEG decoding (finetune, features) and memmap gathers
-(the trainers) come on top, and are what the DataLoader workers and the page cache must keep up with.
+reported. The figures are compute only: JPEG decoding (finetune, features) and memmap reads
+(the trainers, the nodes stage) come on top, and are what the DataLoader workers and the page
+cache must keep up with.
 
 Shapes: B batch, S input size, D channels, h w grid, P positions, m neighbours, C labels.
 """
@@ -33,7 +39,8 @@ from pipeline.device import autocast
 
 log = logging.getLogger(__name__)
 
-PHASES = ("finetune", "features", "insatten", "mangonet")
+PHASES = ("finetune", "features", "insatten", "nodes", "mangonet", "coattention")
+ESTIMATED = ("finetune", "features", "insatten", "nodes", "mangonet")  # the stages a default run has
 
 
 @dataclass
@@ -57,13 +64,14 @@ class BenchConfig:
     insatten_epochs: int = 10
     mangonet_epochs: int = 10
     graph_runs: int = 6  # MangoNet-family stages: mangonet, ngcn, mangonet_wo_gf, mangonet_m3/m7/m15
+    gpus: int = 1  # GPUs of the estimate: every stage that runs under torchrun divides its time by them
 
     def __post_init__(self) -> None:
         from pipeline.errors import MangoError
         from pipeline.models.backbone import check_arch
 
         check_arch(self.arch)
-        for name in ("input_size", "batch", "m", "labels", "insatten_hidden", "mangonet_hidden", "coatten_pool", "steps"):
+        for name in ("input_size", "batch", "m", "labels", "insatten_hidden", "mangonet_hidden", "coatten_pool", "steps", "gpus"):
             if getattr(self, name) < 1:
                 raise MangoError(f"bench gpu: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.input_size < 32:
@@ -101,7 +109,9 @@ def _timed(step: Callable[[], None], cfg: BenchConfig, device: torch.device) -> 
 
 def _train_step(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, device: torch.device) -> Callable[[], None]:
     """One SGD + BCE step of `model` on fixed inputs, as `pipeline.training.loop.fit` does it."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    from pipeline.training.loop import SGD
+
+    opt = SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, weight_decay=1e-4)
     loss_fn = nn.BCEWithLogitsLoss()
 
     def step() -> None:
@@ -109,7 +119,7 @@ def _train_step(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: torc
             out = model(*inputs)
         logits = out[0] if isinstance(out, tuple) else out
         loss = loss_fn(logits.float(), target)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
 
@@ -175,12 +185,58 @@ def _insatten(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
     return _train_step(model, (phi,), target, device), {"maps": list(phi.shape)}
 
 
+def _graph_shapes(cfg: BenchConfig) -> tuple[int, int]:
+    """(D, P) of the co-attention inputs: the maps' channels and positions after the pool."""
+    d, h = map_shape(cfg)
+    side = -(-h // cfg.coatten_pool)  # ceil: the trainers pool with ceil_mode
+    return d, side * side
+
+
+def _nodes(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+    from pipeline.models.mangonet import CoAttentionConfig, attention_maps, coattention_shared
+
+    (d, p), k = _graph_shapes(cfg), cfg.m
+    coatten = CoAttentionConfig()  # the default variant's maps and temperature
+    phi = torch.randn(cfg.batch, d, p, device=device)  # (B, D, P) each image's maps, read once
+    beta = torch.rand(cfg.batch, cfg.labels, p, device=device).softmax(-1)  # (B, C, P)
+    w = torch.rand(cfg.batch, 2 * k, cfg.labels, device=device)  # (B, 2K, C) its K pair and K target weights
+
+    @torch.no_grad()
+    def step() -> None:
+        alpha = coattention_shared(w, attention_maps(beta, coatten.maps), coatten.temperature)  # (B, 2K, P)
+        torch.bmm(alpha, phi.transpose(1, 2)).to(torch.float16).cpu()  # eq. 6 / 9: (B, 2K, D) to the store
+
+    return step, {"phi": list(phi.shape), "weights": list(w.shape)}
+
+
 def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
     from pipeline.models.mangonet import MangoNet, MangoNetConfig
 
-    (d, h), n = map_shape(cfg), cfg.m + 1
-    side = -(-h // cfg.coatten_pool)  # ceil: the trainers pool with ceil_mode
-    p = side * side
+    (d, _), n = _graph_shapes(cfg), cfg.m + 1
+    model = MangoNet(MangoNetConfig(dim=d, num_labels=cfg.labels, hidden=cfg.mangonet_hidden)).to(device)
+    z = torch.randn(cfg.batch, n, d, device=device)  # (B, N, D) node features from the node store
+    target_global = torch.randn(cfg.batch, d, device=device)  # (B, D)
+    mask = torch.ones(cfg.batch, n, dtype=torch.bool, device=device)  # (B, N)
+    target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
+    head = _HeadOnly(model)
+    return _train_step(head, (z, target_global, mask), target, device), {"nodes": list(z.shape)}
+
+
+class _HeadOnly(nn.Module):
+    """MangoNet's learnt part on node features, as the trainers fit it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, target_global: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model.head(z, target_global, mask)
+
+
+def _coattention(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+    from pipeline.models.mangonet import MangoNet, MangoNetConfig
+
+    (d, p), n = _graph_shapes(cfg), cfg.m + 1
     model = MangoNet(MangoNetConfig(dim=d, num_labels=cfg.labels, hidden=cfg.mangonet_hidden)).to(device)
     phi = torch.randn(cfg.batch, n, d, p, device=device)  # (B, N, D, P)
     beta = torch.rand(cfg.batch, n, cfg.labels, p, device=device).softmax(-1)  # (B, N, C, P)
@@ -190,7 +246,8 @@ def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
     return _train_step(model, (phi, beta, y, mask), target, device), {"phi": list(phi.shape), "beta": list(beta.shape)}
 
 
-BUILDERS = {"finetune": _finetune, "features": _features, "insatten": _insatten, "mangonet": _mangonet}
+BUILDERS = {"finetune": _finetune, "features": _features, "insatten": _insatten, "nodes": _nodes,
+            "mangonet": _mangonet, "coattention": _coattention}
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -225,21 +282,31 @@ def estimate(cfg: BenchConfig, results: dict[str, PhaseResult]) -> dict[str, flo
     """Seconds of GPU compute per stage of the whole pipeline at these rates (None where a phase failed).
 
     Inference passes (attention maps of every image, test predictions) are costed at the training
-    rate of their model: an upper bound, since a forward pass is cheaper than a training step.
+    rate of their model: an upper bound, since a forward pass is cheaper than a training step. The
+    MangoNet family trains on the node store (the nodes stage once, then the head per run); the
+    `coattention` entry is what the family would take with eq. 4-9 in every batch instead (a learnt
+    temperature), outside the total.
+
+    With `cfg.gpus` = N, the stages that split their work under torchrun (finetune, features,
+    insatten, the MangoNet family: each process its share of every batch or of the images) take 1/N
+    of the time; the nodes stage runs in one process. Measure at the per-GPU batch (batch / N).
     """
     n_all = cfg.n_train + cfg.n_test
 
     def seconds(phase: str, images: float) -> float | None:
         rate = results[phase].images_per_s
-        return images / rate if rate else None
+        return images / rate / (1 if phase == "nodes" else cfg.gpus) if rate else None
 
     out = {
         "finetune": seconds("finetune", cfg.finetune_epochs * cfg.n_train),
         "features": seconds("features", n_all),
         "insatten": seconds("insatten", cfg.insatten_epochs * cfg.n_train + n_all),
+        "nodes": seconds("nodes", n_all),
         "mangonet": seconds("mangonet", cfg.graph_runs * (cfg.mangonet_epochs * cfg.n_train + cfg.n_test)),
     }
     out["total"] = None if any(v is None for v in out.values()) else sum(out.values())
+    if "coattention" in results:
+        out["coattention"] = seconds("coattention", cfg.graph_runs * (cfg.mangonet_epochs * cfg.n_train + cfg.n_test))
     return out
 
 
@@ -253,4 +320,4 @@ def run(cfg: BenchConfig, device: torch.device, phases: tuple[str, ...] = PHASES
             "bf16_autocast": not isinstance(autocast(device), contextlib.nullcontext),
             "channels_last": device.type == "cuda", "torch": torch.__version__, "threads": torch.get_num_threads()}
     return {"device": info, "config": asdict(cfg), "phases": {k: asdict(v) for k, v in results.items()},
-            "estimate_seconds": estimate(cfg, results) if set(phases) == set(PHASES) else None}
+            "estimate_seconds": estimate(cfg, results) if set(ESTIMATED) <= set(phases) else None}

@@ -113,21 +113,27 @@ def index_contender(data: dict, k: int, sample: np.ndarray) -> dict:
             "rss_input_mb": rss_input, "rss_peak_mb": _rss_mb()}
 
 
-def pipeline_contender(data: dict, k: int) -> dict:
-    """search_neighbours end to end, as the `neighbours` stage runs it: a frame of term lists in,
-    a frame of (image_id, rank, neighbour_id, score) out."""
+def _terms_frame(X, split):
+    """The `neighbours` stage's input frame for a tag matrix: image_id, split, terms (tag ids as strings)."""
     import polars as pl
     import pyarrow as pa
-    import scipy.sparse as sp
 
-    X, split = TagData(**data).build()
     values = pa.array(X.indices.astype(str))
     if isinstance(values, pa.ChunkedArray):  # large inputs come back in chunks
         values = values.combine_chunks()
     terms = pa.ListArray.from_arrays(pa.array(X.indptr.astype(np.int32)), values)
-    df = pl.DataFrame({"image_id": np.char.add("im", np.arange(X.shape[0]).astype(str)), "split": split,
-                       "terms": pl.from_arrow(terms)})
-    del X, terms
+    return pl.DataFrame({"image_id": np.char.add("im", np.arange(X.shape[0]).astype(str)), "split": split,
+                         "terms": pl.from_arrow(terms)})
+
+
+def pipeline_contender(data: dict, k: int) -> dict:
+    """search_neighbours end to end, as the `neighbours` stage runs it: a frame of term lists in,
+    a frame of (image_id, rank, neighbour_id, score) out."""
+    import scipy.sparse as sp
+
+    X, split = TagData(**data).build()
+    df = _terms_frame(X, split)
+    del X
     from pipeline.neighbours.jaccard import jaccard_topk, search_neighbours
 
     jaccard_topk(sp.csr_matrix(np.eye(3, dtype=np.int32)), 2, method="index")  # JIT load, as in index_contender
@@ -136,6 +142,48 @@ def pipeline_contender(data: dict, k: int) -> dict:
     out = search_neighbours(df, k)
     return {"seconds": time.perf_counter() - t, "cpu_seconds": _cpu_s() - c, "n": df.height, "rows_out": out.height,
             "rss_input_mb": rss_input, "rss_peak_mb": _rss_mb()}
+
+
+def mango_executable() -> list[str]:
+    """The command line that starts `mango` in this environment: the console script next to this
+    interpreter, else the one on PATH, else the CLI module run by this interpreter."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    here = Path(sys.executable).parent / "mango"
+    if here.is_file():
+        return [str(here)]
+    found = shutil.which("mango")
+    return [found] if found else [sys.executable, "-m", "stages.cli"]
+
+
+def command_contender(data: dict, k: int) -> dict:
+    """The whole `mango neighbours IN OUT --k k` command, timed from launch to exit (interpreter
+    start, imports, JIT cache load, Parquet read, search, Parquet write): IN is the collection as a
+    Parquet file of term lists, written first (not timed)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    X, split = TagData(**data).build()
+    with tempfile.TemporaryDirectory(prefix="mango-bench-") as tmp:
+        src, dst = Path(tmp) / "metadata.parquet", Path(tmp) / "neighbours.parquet"
+        _terms_frame(X, split).write_parquet(src)
+        del X
+        cmd = [*mango_executable(), "neighbours", str(src), str(dst), "--k", str(k)]
+        t = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise MangoError(f"`{' '.join(cmd)}` exited with {done.returncode}: " + " | ".join(tail))
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"seconds": seconds, "cpu_seconds": child.ru_utime + child.ru_stime, "n": int(split.size),
+                "rows_out": pq.ParquetFile(dst).metadata.num_rows, "in_mb": src.stat().st_size / 2**20,
+                "out_mb": dst.stat().st_size / 2**20, "rss_input_mb": None, "rss_peak_mb": child.ru_maxrss / 1024.0}
 
 
 def blocked_contender(data: dict, k: int, rows: int, block_size: int = 2048) -> dict:

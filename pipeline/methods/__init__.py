@@ -41,7 +41,8 @@ class Context:
     nodes: "NodeStore | None" = None  # noqa: F821 (pipeline.features.nodes): MangoNet's node features, computed once
 
     def rows(self, split: str) -> np.ndarray:
-        return self.store.index.filter(pl.col("split") == split)["row"].to_numpy()
+        """(R,) int64 store rows of `split`, a writable array (torch warns when indexing with a read-only one)."""
+        return self.store.index.filter(pl.col("split") == split)["row"].to_numpy(writable=True)
 
 
 @dataclass(frozen=True)

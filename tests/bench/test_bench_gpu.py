@@ -41,28 +41,46 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
         assert phase["images_per_s"] == pytest.approx(4 * 1000 / phase["ms_per_step"]), name
     # shapes the store would hold: 64 px -> 2x2 maps of D = 512 (BasicBlock); 3 neighbours + the target
     assert report["phases"]["features"]["shapes"]["maps"] == [4, 512, 2, 2]
-    assert report["phases"]["mangonet"]["shapes"]["phi"] == [4, 4, 512, 1]  # pool 2: 2x2 -> 1x1
-    assert report["phases"]["mangonet"]["shapes"]["beta"] == [4, 4, 5, 1]
+    assert report["phases"]["coattention"]["shapes"]["phi"] == [4, 4, 512, 1]  # pool 2: 2x2 -> 1x1
+    assert report["phases"]["coattention"]["shapes"]["beta"] == [4, 4, 5, 1]
+    assert report["phases"]["nodes"]["shapes"] == {"phi": [4, 512, 1], "weights": [4, 6, 5]}  # 2m node weightings
+    assert report["phases"]["mangonet"]["shapes"]["nodes"] == [4, 4, 512]  # the head on (B, m+1, D) node features
     rate = {k: v["images_per_s"] for k, v in report["phases"].items()}
     est = report["estimate_seconds"]
     # images each stage processes, from the options above: 2 finetune epochs x 1000 train images;
     # features of all 1000 + 500; 3 InsAtten epochs + its maps of all 1500; 2 graph runs x
-    # (4 epochs x 1000 + 500 test predictions)
-    images = {"finetune": 2000, "features": 1500, "insatten": 4500, "mangonet": 9000}
+    # (4 epochs x 1000 + 500 test predictions) on the node store, which holds the nodes of all 1500;
+    # the in-batch co-attention alternative: the same images, outside the total
+    images = {"finetune": 2000, "features": 1500, "insatten": 4500, "nodes": 1500, "mangonet": 9000, "coattention": 9000}
     for name, n_images in images.items():
         assert est[name] == pytest.approx(n_images / rate[name]), name
     assert est["total"] == pytest.approx(2000 / rate["finetune"] + 1500 / rate["features"]
-                                         + 4500 / rate["insatten"] + 9000 / rate["mangonet"])
+                                         + 4500 / rate["insatten"] + 1500 / rate["nodes"] + 9000 / rate["mangonet"])
+    assert "mangonet family (2 runs, head on the node store)" in result.output
+    assert "With eq. 4-9 in every batch instead" in result.output
 
 
 def test_estimate_is_images_over_rate_per_stage():
     """The estimate at crafted rates, worked out by hand from the run sizes of the config."""
     cfg = BenchConfig(n_train=100, n_test=50, finetune_epochs=2, insatten_epochs=3, mangonet_epochs=4, graph_runs=5)
-    rates = {"finetune": 10.0, "features": 15.0, "insatten": 45.0, "mangonet": 250.0}
+    rates = {"finetune": 10.0, "features": 15.0, "insatten": 45.0, "nodes": 75.0, "mangonet": 250.0, "coattention": 90.0}
     est = gpu_bench.estimate(cfg, {k: gpu_bench.PhaseResult(images_per_s=v) for k, v in rates.items()})
-    # finetune 2 x 100 / 10; features (100 + 50) / 15; insatten (3 x 100 + 150) / 45;
-    # mangonet 5 x (4 x 100 + 50) / 250; total 20 + 10 + 10 + 9
-    assert est == pytest.approx({"finetune": 20.0, "features": 10.0, "insatten": 10.0, "mangonet": 9.0, "total": 49.0})
+    # finetune 2 x 100 / 10; features (100 + 50) / 15; insatten (3 x 100 + 150) / 45; nodes 150 / 75;
+    # mangonet 5 x (4 x 100 + 50) / 250; total 20 + 10 + 10 + 2 + 9; coattention 2250 / 90 beside it
+    assert est == pytest.approx({"finetune": 20.0, "features": 10.0, "insatten": 10.0, "nodes": 2.0, "mangonet": 9.0,
+                                 "total": 51.0, "coattention": 25.0})
+
+
+def test_estimate_on_several_gpus_divides_the_torchrun_stages():
+    """--gpus 4: finetune, features, insatten and the family take a quarter; the nodes stage (one
+    process) does not; the same crafted rates as above."""
+    cfg = BenchConfig(n_train=100, n_test=50, finetune_epochs=2, insatten_epochs=3, mangonet_epochs=4, graph_runs=5, gpus=4)
+    rates = {"finetune": 10.0, "features": 15.0, "insatten": 45.0, "nodes": 75.0, "mangonet": 250.0}
+    est = gpu_bench.estimate(cfg, {k: gpu_bench.PhaseResult(images_per_s=v) for k, v in rates.items()})
+    assert est == pytest.approx({"finetune": 5.0, "features": 2.5, "insatten": 2.5, "nodes": 2.0, "mangonet": 2.25,
+                                 "total": 14.25})
+    with pytest.raises(Exception, match="--gpus must be >= 1"):
+        BenchConfig(gpus=0)
 
 
 def test_map_shape_follows_the_models_own_strides():
@@ -87,7 +105,7 @@ def test_cuda_out_of_memory_is_reported_per_phase(monkeypatch):
     result = run_phase("finetune", cfg, torch.device("cuda"))
     assert result.status == "out of memory" and result.images_per_s is None and result.peak_memory_gb == 141.0
     ok = gpu_bench.PhaseResult(images_per_s=100.0)
-    est = gpu_bench.estimate(cfg, {"finetune": result, "features": ok, "insatten": ok, "mangonet": ok})
+    est = gpu_bench.estimate(cfg, {"finetune": result, "features": ok, "insatten": ok, "nodes": ok, "mangonet": ok})
     assert est["finetune"] is None and est["total"] is None and est["features"] == pytest.approx(2696.48)  # (161,789 + 107,859) / 100
 
     def broken(cfg, device):

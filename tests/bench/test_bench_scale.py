@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from pipeline.bench.runs import TagData, _terms_frame
+from pipeline.neighbours.jaccard import search_neighbours
+
 from stages.cli import app
 
 
@@ -15,6 +18,10 @@ def test_bench_neighbours_small():
     assert "| inverted index (`jaccard_topk`, default) | 1,500 |" in out
     assert "Exactness: 40 of 40 sampled queries identical to brute force" in out and "all equal" in out
     assert "blocked sparse product" in out and ("measured, both splits" in out or "extrapolated" in out)
+    assert "| `mango neighbours IN OUT` (the whole command) | 1,500 |" in out
+    # the command wrote as many neighbour rows as search_neighbours finds on the same generated collection
+    X, split = TagData(n=1500).build()
+    assert f"({search_neighbours(_terms_frame(X, split), 15).height:,} rows)" in out
 
 
 def test_bench_lemmatise_small():

@@ -122,3 +122,101 @@ def test_sets_beyond_the_uint8_counters():
     X = binary_csr(sp.csr_matrix((np.ones(rows.size), (rows, np.concatenate(sets))), shape=(len(sets), 400)))
     assert Groups(X).size[-1] > 255
     assert_same(jaccard_topk_index(X, 6, block=4), brute_force_topk(X, 6))
+
+
+def test_group_terms_are_each_set_longest_posting_first():
+    # The half-search counts a group's first terms without the hit test, so its terms must be the
+    # group's set exactly, reordered by posting length (groups holding the term) descending.
+    X = binary_csr(random_matrix(8, 300, 30, 9))
+    g = Groups(X)
+    df = np.diff(g.post_ptr)  # (T,) groups holding each term
+    for h in range(g.n_groups):
+        terms = g.terms[g.term_ptr[h]:g.term_ptr[h + 1]]
+        row = g.members[g.member_ptr[h]]
+        np.testing.assert_array_equal(np.sort(terms), X.indices[X.indptr[row]:X.indptr[row + 1]])
+        assert np.all(np.diff(df[terms]) <= 0)
+        for t in terms:  # each term's posting list holds h, ascending
+            post = g.post[g.post_ptr[t]:g.post_ptr[t + 1]]
+            assert h in post and np.all(np.diff(post) > 0)
+
+
+def _handover(caplog) -> tuple[int, int, int]:
+    """(pairs handed over, target groups, groups searched alone) from the kernel's debug line."""
+    import re
+
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("jaccard index: ") and "half search" in r.getMessage()][-1]
+    pairs, targets, alone = re.search(r"\((\d+) pairs to (\d+) targets\).* (\d+) groups searched alone", line).groups()
+    return int(pairs), int(targets), int(alone)
+
+
+def test_both_paths_run_and_agree(caplog):
+    # The data must exercise what it tests: pairs handed to finished lower groups (the half-search)
+    # and groups searched alone over all groups; ratio 0 searches none alone, ratio 1 many.
+    import logging
+
+    X = binary_csr(random_matrix(9, 500, 40, 10))
+    want = brute_force_topk(X, 10)
+    caplog.set_level(logging.DEBUG, logger="pipeline.neighbours.kernel")
+    seen = {}
+    for ratio in (0.0, 0.7, 1.0):
+        assert_same(jaccard_topk_index(X, 10, block=8, ratio=ratio), want)
+        seen[ratio] = _handover(caplog)
+    assert all(pairs > 0 and targets > 0 for pairs, targets, _ in seen.values())
+    assert seen[1.0][2] > seen[0.0][2]
+
+
+@pytest.mark.parametrize("largest", [255, 256])
+def test_counter_width_boundary_with_tiny_buffers(largest):
+    # Sets of 255 tags keep 8-bit counters (an overlap of 255 still fits), 256 need 16 bits; both
+    # with buffers of one pair (every block re-run) and either extreme of the hand-over ratio.
+    rng = np.random.default_rng(largest)
+    base = np.arange(300)
+    sets = [np.sort(rng.choice(base, size=largest, replace=False)) for _ in range(12)]
+    sets += [sets[0]] * 3 + [np.sort(rng.choice(base, size=int(rng.integers(200, largest)), replace=False)) for _ in range(10)]
+    sets += [base[:largest]]  # one set of exactly `largest` tags that all overlap the others heavily
+    rows = np.repeat(np.arange(len(sets)), [s.size for s in sets])
+    X = binary_csr(sp.csr_matrix((np.ones(rows.size), (rows, np.concatenate(sets))), shape=(len(sets), 300)))
+    from pipeline.neighbours.kernel import counter_dtype
+
+    assert Groups(X).size[-1] == largest
+    assert counter_dtype(largest) == (np.uint8 if largest == 255 else np.uint16)
+    want = brute_force_topk(X, 5)
+    for capacity, ratio in ((1, 0.0), (1, 1.0), (1 << 16, 0.7)):
+        assert_same(jaccard_topk_index(X, 5, block=3, capacity=capacity, ratio=ratio), want)
+
+
+def test_one_size_over_many_blocks_with_groups_above_k_copies():
+    # All sets of one size (one size class cut into blocks of two groups), several groups with more
+    # copies than k: a group's own copies fill its answer; the others still need the half-search.
+    rng = np.random.default_rng(11)
+    distinct = [np.sort(rng.choice(12, size=4, replace=False)) for _ in range(40)]
+    copies = rng.choice([1, 1, 2, 6, 9], size=len(distinct))  # k = 5: some groups hold 6 or 9 rows
+    sets = [s for s, c in zip(distinct, copies) for _ in range(c)]
+    order = rng.permutation(len(sets))
+    sets = [sets[i] for i in order]
+    rows = np.repeat(np.arange(len(sets)), [s.size for s in sets])
+    X = binary_csr(sp.csr_matrix((np.ones(rows.size), (rows, np.concatenate(sets))), shape=(len(sets), 12)))
+    g = Groups(X)
+    assert np.unique(g.size).size == 1 and np.diff(g.member_ptr).max() > 5
+    want = brute_force_topk(X, 5)
+    for block, capacity in ((2, 1), (2, 1 << 16), (1, 4)):
+        assert_same(jaccard_topk_index(X, 5, block=block, capacity=capacity), want)
+
+
+@pytest.mark.parametrize("drop_empty", [False, True])
+def test_membership_matrix_by_hand(drop_empty):
+    # Columns: the distinct values sorted (bytewise, so "B" before "a"); repeats count once; a null
+    # list, an empty list and null values add nothing; "" is a value unless drop_empty.
+    values = pl.Series([["b", "a", "b"], [], None, ["", "c", None], ["a", "B"], ["é", "c"]], dtype=pl.List(pl.String))
+    from pipeline.neighbours.common import membership_matrix
+
+    X = membership_matrix(values, drop_empty=drop_empty)
+    columns = ["B", "a", "b", "c", "é"] if drop_empty else ["", "B", "a", "b", "c", "é"]
+    want = np.zeros((6, len(columns)), dtype=np.int32)
+    for i, row in enumerate(values.to_list()):
+        for v in row or []:
+            if v is not None and v in columns:
+                want[i, columns.index(v)] = 1
+    assert X.dtype == np.int32 and X.has_canonical_format
+    np.testing.assert_array_equal(X.toarray(), want)
+    assert membership_matrix(pl.Series([[], None], dtype=pl.List(pl.String))).shape == (2, 0)

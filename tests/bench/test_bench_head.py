@@ -1,0 +1,37 @@
+"""`mango bench head` at tiny shapes on the CPU: the table per m, the product count by hand, and the
+timed step really trains the head."""
+
+from __future__ import annotations
+
+import torch
+from typer.testing import CliRunner
+
+from pipeline.bench.head import HeadShape, flops, head_step
+from stages.cli import app
+
+
+def test_bench_head_prints_one_row_per_m():
+    result = CliRunner().invoke(app, ["bench", "head", "--m", "1", "--m", "3", "--dim", "16", "--labels", "5",
+                                      "--hidden", "8", "--batch", "4", "--steps", "2", "--warmup", "1", "--device", "cpu"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "B = 4, D = 16, C = 5, hidden 8" in out
+    assert "| 1 | 2 | 8 |" in out and "| 3 | 4 | 16 |" in out  # m, nodes, node rows = B (m + 1)
+    assert "Each node added costs" in out and "from m = 1 to m = 3" in out
+
+
+def test_product_flops_by_hand():
+    # B (m + 1) = 64 x 16 = 1024 rows; psi 1280 -> 512 and W 1280 -> 1280, each forward and weight
+    # gradient: 2 x 2 x 1024 x 1280 x (512 + 1280) multiply-adds counted as two operations
+    assert flops(15, HeadShape()) == 2 * 2 * 1024 * 1280 * 1792 == 9_395_240_960
+
+
+def test_the_timed_step_trains_the_head():
+    torch.manual_seed(0)
+    shape = HeadShape(batch=8, dim=12, labels=3, hidden=6)
+    step, model = head_step(2, shape, torch.device("cpu"))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    step()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())}
+    assert moved == {"psi.weight", "psi.bias", "gcn.weight.weight", "fc.weight", "fc.bias"}  # all the head learns
