@@ -13,7 +13,7 @@ BENCHES: list[tuple[str, str, str]] = [
     ("neighbours", "bench_neighbours", "Exact Jaccard top-k at NUS-WIDE scale: the index vs the blocked product and scikit-learn, checked exact."),
     ("lemmatise", "bench_lemmatise", "The lemmatise step on NUS-WIDE-sized raw tags: time, memory, tokeniser before/after."),
     ("head", "bench_head", "MangoNet's head per training step at m = 3, 7, 15, beside its matrix products alone."),
-    ("gpu", "bench_gpu", "Images/s and peak GPU memory of finetune, features, InsAtten and MangoNet steps at the paper's shapes."),
+    ("gpu", "bench_gpu", "Images/s and peak GPU memory of finetune, features, InsAtten, the nodes stage, MangoNet's head and in-batch co-attention at the paper's shapes."),
 ]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

@@ -25,7 +25,7 @@ def command(
     sklearn_n: Annotated[int, typer.Option("--sklearn-n", min=2, help="Train images scikit-learn searches (extrapolated quadratically).")] = 2000,
     check: Annotated[int, typer.Option("--check", min=0, help="Sampled queries compared with brute force.")] = 300,
     pipeline: Annotated[bool, typer.Option("--pipeline/--no-pipeline", help="Also time search_neighbours end to end (frames in and out).")] = True,
-    whole: Annotated[bool, typer.Option("--command/--no-command", help="Also time the whole `mango neighbours` command (Parquet in and out, process start included).")] = True,
+    whole_command: Annotated[bool, typer.Option("--command/--no-command", help="Also time the whole `mango neighbours` command (Parquet in and out, process start included).")] = True,
 ) -> None:
     """Print a Markdown table: time, memory and exactness of each exact top-k method."""
     import numpy as np
@@ -48,7 +48,9 @@ def command(
         rows_same = int(sum(np.array_equal(a, b) and np.array_equal(c, d, equal_nan=True) for a, b, c, d in
                             zip(index["sample_idx"], ref_idx, index["sample_score"], ref_score)))
         full = run_isolated("pipeline_contender", data=kw, k=k) if pipeline else None
-        cli = run_isolated("command_contender", data=kw, k=k) if whole else None
+        cli = run_isolated("command_contender", data=kw, k=k, sample=sample) if whole_command else None
+        cli_same = cli is None or (np.array_equal(cli["sample_idx"], ref_idx)
+                                   and np.array_equal(cli["sample_score"], ref_score, equal_nan=True))
 
         pilot = run_isolated("blocked_contender", data=kw, k=k, rows=min(blocked_pilot, n))
         blocked, predicted = pilot, pilot["seconds"] * (n / pilot["n"]) ** 2
@@ -92,7 +94,7 @@ def command(
                          f"measured; CPU {full['cpu_seconds']:.1f} s", full, f"{full['seconds'] / t_index:.1f}x"))
     if cli:
         lines.append(row("`mango neighbours IN OUT` (the whole command)", f"{n:,}", f"{cli['seconds']:.1f}",
-                         f"measured from launch to exit; CPU {cli['cpu_seconds']:.1f} s; Parquet in "
+                         f"measured from launch to exit (`{' '.join(cli['command'])}`); CPU {cli['cpu_seconds']:.1f} s; Parquet in "
                          f"{cli['in_mb']:.1f} MB, out {cli['out_mb']:.1f} MB ({cli['rows_out']:,} rows)", cli,
                          f"{cli['seconds'] / t_index:.1f}x"))
     how = ("measured, both splits" if blocked["n"] == n else
@@ -108,8 +110,9 @@ def command(
     lines += [
         "",
         f"Exactness: {rows_same} of {sample.size} sampled queries identical to brute force (indices and float64 scores"
-        f"{', all equal' if same else ', MISMATCH'}).",
+        f"{', all equal' if same else ', MISMATCH'})"
+        + ("" if cli is None else f"; the whole command's rows for them {'identical too' if cli_same else 'DIFFER'}") + ".",
     ]
     typer.echo("\n".join(lines))
-    if not same:
+    if not (same and cli_same):
         raise typer.Exit(1)

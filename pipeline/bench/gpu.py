@@ -6,16 +6,18 @@ and channels_last on CUDA, the training loop's SGD with momentum, BCE):
     finetune     Backbone forward + backward + SGD step on (B, 3, S, S) images     (stage finetune)
     features     Backbone forward only, maps copied to host as float16              (stage features)
     insatten     InsAtten training step on (B, D, h, w) maps, h = w = S / 32        (stage insatten)
-    nodes        Eq. 4-9 forward for B images, each its 2m nodes (m neighbour nodes
-                 sharing its phi, its target node for every m' <= m), P = (h / pool)^2  (stage nodes)
+    nodes        Eq. 4-9 forward for B images, each its 2K nodes (K = k_max neighbour nodes
+                 sharing its phi, its target node for every m <= K), P = (h / pool)^2   (stage nodes;
+                 timed on the CPU whatever the device, since that is where the stage runs)
     mangonet     MangoNet's head training step on (B, m+1, D) node features         (stage train@mangonet
                                                                                       and the family)
     coattention  MangoNet training step with eq. 4-9 in every batch, on (B, m+1, D, P)
                  maps, (B, m+1, C, P) attention maps and (B, m+1, C) confidences:
-                 the path of a learnt co-attention temperature (not in the estimate)
+                 with a learnt temperature, so the backward pass runs through eq. 4-9: the
+                 path of a learnt co-attention temperature (not in the estimate)
 
 Warm-up steps are excluded; each phase reports images/s, ms per step and the peak GPU memory
-(`torch.cuda.max_memory_allocated`). A CUDA out-of-memory error ends that phase only and is
+(`torch.cuda.max_memory_allocated`; none for the CPU phase). A CUDA out-of-memory error ends that phase only and is
 reported. The figures are compute only: JPEG decoding (finetune, features) and memmap reads
 (the trainers, the nodes stage) come on top, and are what the DataLoader workers and the page
 cache must keep up with.
@@ -26,6 +28,7 @@ Shapes: B batch, S input size, D channels, h w grid, P positions, m neighbours, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -35,12 +38,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from pipeline.config import CoAttentionConfig
 from pipeline.device import autocast
 
 log = logging.getLogger(__name__)
 
 PHASES = ("finetune", "features", "insatten", "nodes", "mangonet", "coattention")
 ESTIMATED = ("finetune", "features", "insatten", "nodes", "mangonet")  # the stages a default run has
+CPU_PHASES = ("nodes",)  # stages that run on the CPU whatever the device: timed there, never divided by --gpus
 
 
 @dataclass
@@ -51,6 +56,7 @@ class BenchConfig:
     input_size: int = 448  # S: ResNet's stride 32 gives h = w = 14
     batch: int = 64
     m: int = 15
+    k_max: int = 15  # K: neighbour ranks of the node store (params neighbours.k_max)
     labels: int = 81  # C
     insatten_hidden: int = 512
     mangonet_hidden: int = 512
@@ -65,13 +71,15 @@ class BenchConfig:
     mangonet_epochs: int = 10
     graph_runs: int = 6  # MangoNet-family stages: mangonet, ngcn, mangonet_wo_gf, mangonet_m3/m7/m15
     gpus: int = 1  # GPUs of the estimate: every stage that runs under torchrun divides its time by them
+    # the co-attention variant of params (mangonet.maps, temperature, ...); the coattention phase learns its temperature
+    coattention: CoAttentionConfig = field(default_factory=lambda: CoAttentionConfig(maps="scores", temperature=0.1))
 
     def __post_init__(self) -> None:
         from pipeline.errors import MangoError
         from pipeline.models.backbone import check_arch
 
         check_arch(self.arch)
-        for name in ("input_size", "batch", "m", "labels", "insatten_hidden", "mangonet_hidden", "coatten_pool", "steps", "gpus"):
+        for name in ("input_size", "batch", "m", "k_max", "labels", "insatten_hidden", "mangonet_hidden", "coatten_pool", "steps", "gpus"):
             if getattr(self, name) < 1:
                 raise MangoError(f"bench gpu: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.input_size < 32:
@@ -193,10 +201,10 @@ def _graph_shapes(cfg: BenchConfig) -> tuple[int, int]:
 
 
 def _nodes(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
-    from pipeline.models.mangonet import CoAttentionConfig, attention_maps, coattention_shared
+    from pipeline.models.mangonet import attention_maps, coattention_shared
 
-    (d, p), k = _graph_shapes(cfg), cfg.m
-    coatten = CoAttentionConfig()  # the default variant's maps and temperature
+    (d, p), k = _graph_shapes(cfg), cfg.k_max
+    coatten = cfg.coattention
     phi = torch.randn(cfg.batch, d, p, device=device)  # (B, D, P) each image's maps, read once
     beta = torch.rand(cfg.batch, cfg.labels, p, device=device).softmax(-1)  # (B, C, P)
     w = torch.rand(cfg.batch, 2 * k, cfg.labels, device=device)  # (B, 2K, C) its K pair and K target weights
@@ -237,7 +245,8 @@ def _coattention(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], N
     from pipeline.models.mangonet import MangoNet, MangoNetConfig
 
     (d, p), n = _graph_shapes(cfg), cfg.m + 1
-    model = MangoNet(MangoNetConfig(dim=d, num_labels=cfg.labels, hidden=cfg.mangonet_hidden)).to(device)
+    coatten = dataclasses.replace(cfg.coattention, learn_temperature=True)  # the path that has no node store
+    model = MangoNet(MangoNetConfig(dim=d, num_labels=cfg.labels, hidden=cfg.mangonet_hidden, coatten=coatten)).to(device)
     phi = torch.randn(cfg.batch, n, d, p, device=device)  # (B, N, D, P)
     beta = torch.rand(cfg.batch, n, cfg.labels, p, device=device).softmax(-1)  # (B, N, C, P)
     y = torch.randn(cfg.batch, n, cfg.labels, device=device)  # (B, N, C)
@@ -256,8 +265,10 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def run_phase(name: str, cfg: BenchConfig, device: torch.device) -> PhaseResult:
-    """Measure one phase; a CUDA out-of-memory error is reported, not raised."""
+    """Measure one phase (a CPU phase on the CPU); a CUDA out-of-memory error is reported, not raised."""
     result = PhaseResult()
+    if name in CPU_PHASES:
+        device = torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -289,13 +300,13 @@ def estimate(cfg: BenchConfig, results: dict[str, PhaseResult]) -> dict[str, flo
 
     With `cfg.gpus` = N, the stages that split their work under torchrun (finetune, features,
     insatten, the MangoNet family: each process its share of every batch or of the images) take 1/N
-    of the time; the nodes stage runs in one process. Measure at the per-GPU batch (batch / N).
+    of the time; the nodes stage runs in one process on the CPU. Measure at the per-GPU batch (batch / N).
     """
     n_all = cfg.n_train + cfg.n_test
 
     def seconds(phase: str, images: float) -> float | None:
         rate = results[phase].images_per_s
-        return images / rate / (1 if phase == "nodes" else cfg.gpus) if rate else None
+        return images / rate / (1 if phase in CPU_PHASES else cfg.gpus) if rate else None
 
     out = {
         "finetune": seconds("finetune", cfg.finetune_epochs * cfg.n_train),

@@ -9,6 +9,7 @@ peak before the timed work (`rss_input_mb`) and after it (`rss_peak_mb`), and se
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -158,32 +159,72 @@ def mango_executable() -> list[str]:
     return [found] if found else [sys.executable, "-m", "stages.cli"]
 
 
-def command_contender(data: dict, k: int) -> dict:
+def _sample_rows(path, k: int, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(len(sample), k) neighbour rows and scores of the images `sample` in a neighbours Parquet file
+    written for the collection of `_terms_frame` (ids "im<row>"), padded with -1 / nan like
+    brute_force_topk."""
+    import polars as pl
+
+    ids = pl.Series(np.char.add("im", sample.astype(str)))
+    rows = (pl.scan_parquet(path).filter(pl.col("image_id").is_in(ids.implode())).collect()
+            .with_columns(pl.col("image_id").str.slice(2).cast(pl.Int64), pl.col("neighbour_id").str.slice(2).cast(pl.Int64)))
+    at = np.searchsorted(sample, rows["image_id"].to_numpy())
+    rank = rows["rank"].to_numpy().astype(np.int64) - 1
+    idx, score = np.full((sample.size, k), -1, dtype=np.int64), np.full((sample.size, k), np.nan)
+    idx[at, rank], score[at, rank] = rows["neighbour_id"].to_numpy(), rows["score"].to_numpy()
+    return idx, score
+
+
+def command_contender(data: dict, k: int, sample: np.ndarray | None = None, timeout_s: float = 3600.0) -> dict:
     """The whole `mango neighbours IN OUT --k k` command, timed from launch to exit (interpreter
     start, imports, JIT cache load, Parquet read, search, Parquet write): IN is the collection as a
-    Parquet file of term lists, written first (not timed)."""
+    Parquet file of term lists, written first (not timed). The child's own CPU time and peak RSS
+    come from wait4; past `timeout_s` it is killed. The rows of the images `sample` (sorted) are read
+    back from OUT, for the exactness check."""
+    import signal
     import subprocess
     import tempfile
+    import threading
     from pathlib import Path
 
     import pyarrow.parquet as pq
 
     X, split = TagData(**data).build()
     with tempfile.TemporaryDirectory(prefix="mango-bench-") as tmp:
-        src, dst = Path(tmp) / "metadata.parquet", Path(tmp) / "neighbours.parquet"
+        src, dst, log_path = Path(tmp) / "metadata.parquet", Path(tmp) / "neighbours.parquet", Path(tmp) / "log.txt"
         _terms_frame(X, split).write_parquet(src)
         del X
         cmd = [*mango_executable(), "neighbours", str(src), str(dst), "--k", str(k)]
-        t = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        seconds = time.perf_counter() - t
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise MangoError(f"`{' '.join(cmd)}` exited with {done.returncode}: " + " | ".join(tail))
-        child = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {"seconds": seconds, "cpu_seconds": child.ru_utime + child.ru_stime, "n": int(split.size),
-                "rows_out": pq.ParquetFile(dst).metadata.num_rows, "in_mb": src.stat().st_size / 2**20,
-                "out_mb": dst.stat().st_size / 2**20, "rss_input_mb": None, "rss_peak_mb": child.ru_maxrss / 1024.0}
+        with open(log_path, "w+") as log_file:
+            t = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+            timed_out = threading.Event()
+            timer = threading.Timer(timeout_s, lambda: (timed_out.set(), proc.kill()))
+            timer.start()
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
+            finally:
+                timer.cancel()
+            seconds = time.perf_counter() - t
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            log_file.seek(0)
+            tail = log_file.read().strip().splitlines()[-5:]
+        shown = " ".join(cmd)
+        if code != 0:
+            if timed_out.is_set():
+                why = f"killed after the {timeout_s:.0f} s timeout"
+            elif code < 0:
+                why = f"killed by signal {-code} ({signal.Signals(-code).name}; out of memory?)"
+            else:
+                why = f"exited with {code}"
+            raise MangoError(f"`{shown}` {why}: " + (" | ".join(tail) if tail else "no output"))
+        out = {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "n": int(split.size),
+               "rows_out": pq.ParquetFile(dst).metadata.num_rows, "in_mb": src.stat().st_size / 2**20,
+               "out_mb": dst.stat().st_size / 2**20, "rss_input_mb": None, "rss_peak_mb": usage.ru_maxrss / 1024.0,
+               "command": cmd[:-5]}
+        if sample is not None:
+            out["sample_idx"], out["sample_score"] = _sample_rows(dst, k, np.asarray(sample))
+        return out
 
 
 def blocked_contender(data: dict, k: int, rows: int, block_size: int = 2048) -> dict:

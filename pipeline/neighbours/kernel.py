@@ -687,7 +687,8 @@ def jaccard_topk_index(X: sp.csr_matrix, k: int, block: int = 512, capacity: int
     n_em, n_pd, overflow = np.zeros(W, dtype=np.int64), np.zeros(W, dtype=np.int64), np.zeros(W, dtype=np.bool_)
     em_tgt, em_src, em_cnt = [], [], []
     blocks = _size_blocks(groups, block)
-    log.debug("jaccard index: %d rows in %d distinct term sets, %d postings, %d blocks", n, G, groups.post.size, len(blocks))
+    log.debug("jaccard index: %d rows in %d distinct term sets, %d postings, %d blocks, %s overlap counters",
+              n, G, groups.post.size, len(blocks), work["count"].dtype)
     bufs = None
     t_half = time.perf_counter()
     for j0, j1 in progress(blocks, desc="neighbours: jaccard top-k (index)", unit="block", disable=n < 20_000):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.bench import gpu as gpu_bench
 from pipeline.bench.gpu import PHASES, BenchConfig, map_shape, run_phase
+from pipeline.errors import MangoError
 from stages.cli import app
 
 
@@ -23,7 +24,7 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
     monkeypatch.setattr(pipeline.device, "native_bf16", lambda device: native)
     out = tmp_path / "bench.json"
     args = ["bench", "gpu", "--device", "cpu", "--arch", "resnet10", "--input-size", "64", "--batch", "4", "--steps", "1",
-            "--warmup", "1", "--m", "3", "--labels", "5", "--hidden", "16", "--n-train", "1000", "--n-test", "500",
+            "--warmup", "1", "--m", "3", "--k-max", "4", "--labels", "5", "--hidden", "16", "--n-train", "1000", "--n-test", "500",
             "--finetune-epochs", "2", "--insatten-epochs", "3", "--mangonet-epochs", "4", "--graph-runs", "2",
             "--params", str(tmp_path / "absent.yaml"), "--out", str(out)]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
@@ -43,7 +44,7 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
     assert report["phases"]["features"]["shapes"]["maps"] == [4, 512, 2, 2]
     assert report["phases"]["coattention"]["shapes"]["phi"] == [4, 4, 512, 1]  # pool 2: 2x2 -> 1x1
     assert report["phases"]["coattention"]["shapes"]["beta"] == [4, 4, 5, 1]
-    assert report["phases"]["nodes"]["shapes"] == {"phi": [4, 512, 1], "weights": [4, 6, 5]}  # 2m node weightings
+    assert report["phases"]["nodes"]["shapes"] == {"phi": [4, 512, 1], "weights": [4, 8, 5]}  # 2 k_max node weightings
     assert report["phases"]["mangonet"]["shapes"]["nodes"] == [4, 4, 512]  # the head on (B, m+1, D) node features
     rate = {k: v["images_per_s"] for k, v in report["phases"].items()}
     est = report["estimate_seconds"]
@@ -57,6 +58,7 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
     assert est["total"] == pytest.approx(2000 / rate["finetune"] + 1500 / rate["features"]
                                          + 4500 / rate["insatten"] + 1500 / rate["nodes"] + 9000 / rate["mangonet"])
     assert "mangonet family (2 runs, head on the node store)" in result.output
+    assert "nodes (8 nodes per image, on the CPU)" in result.output
     assert "With eq. 4-9 in every batch instead" in result.output
 
 
@@ -79,8 +81,47 @@ def test_estimate_on_several_gpus_divides_the_torchrun_stages():
     est = gpu_bench.estimate(cfg, {k: gpu_bench.PhaseResult(images_per_s=v) for k, v in rates.items()})
     assert est == pytest.approx({"finetune": 5.0, "features": 2.5, "insatten": 2.5, "nodes": 2.0, "mangonet": 2.25,
                                  "total": 14.25})
-    with pytest.raises(Exception, match="--gpus must be >= 1"):
+    with pytest.raises(MangoError, match="--gpus must be >= 1"):
         BenchConfig(gpus=0)
+
+
+def test_nodes_phase_runs_on_the_cpu_whatever_the_device(monkeypatch):
+    """The nodes stage runs on the CPU, so its phase is timed there even when the bench runs on CUDA:
+    no CUDA call, no GPU memory figure."""
+    for fn in ("empty_cache", "reset_peak_memory_stats", "synchronize", "max_memory_allocated"):
+        monkeypatch.setattr(torch.cuda, fn, lambda *a, **k: pytest.fail(f"torch.cuda.{fn} called for a CPU phase"))
+    seen = []
+    build = gpu_bench.BUILDERS["nodes"]
+    monkeypatch.setitem(gpu_bench.BUILDERS, "nodes", lambda cfg, device: seen.append(device) or build(cfg, device))
+    cfg = BenchConfig(arch="resnet10", input_size=64, batch=2, k_max=3, labels=4, steps=1, warmup=0)
+    result = run_phase("nodes", cfg, torch.device("cuda"))
+    assert seen == [torch.device("cpu")] and result.status == "ok" and result.peak_memory_gb is None
+    assert result.shapes["weights"] == [2, 6, 4]
+
+
+def test_coattention_phase_learns_the_params_temperature(monkeypatch):
+    """The in-batch phase is the learnt-temperature path: the params' variant (maps, temperature)
+    with learn_temperature on, so its timed step runs backward through eq. 4-9 into the temperature."""
+    from pipeline.models import mangonet
+
+    built = []
+
+    class Spy(mangonet.MangoNet):
+        def __init__(self, config):
+            super().__init__(config)
+            built.append(self)
+
+    monkeypatch.setattr(mangonet, "MangoNet", Spy)
+    cfg = BenchConfig(arch="resnet10", input_size=128, batch=2, m=2, labels=4, insatten_hidden=8, mangonet_hidden=8,  # P = 2 x 2
+                      coattention=gpu_bench.CoAttentionConfig(maps="scores", temperature=0.25))
+    step, _ = gpu_bench.BUILDERS["coattention"](cfg, torch.device("cpu"))
+    (model,) = built
+    assert model.coatten.maps == "scores" and model.coatten.learn_temperature
+    before = model.log_temperature.detach().clone()
+    assert before.exp().item() == pytest.approx(0.25)
+    step()
+    assert isinstance(model.log_temperature, torch.nn.Parameter) and model.log_temperature.grad is not None
+    assert model.log_temperature.grad.abs().item() > 0 and not torch.equal(model.log_temperature.detach(), before)
 
 
 def test_map_shape_follows_the_models_own_strides():

@@ -27,6 +27,24 @@ def test_product_flops_by_hand():
     assert flops(15, HeadShape()) == 2 * 2 * 1024 * 1280 * 1792 == 9_395_240_960
 
 
+def test_the_counted_products_are_what_the_step_runs():
+    """torch's own FLOP counter: the products() step does exactly flops() operations, and the real
+    head step does at least those (it adds the adjacency, the classifier and the elementwise work)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pipeline.bench.head import products
+
+    shape, cpu = HeadShape(batch=4, dim=24, labels=5, hidden=8), torch.device("cpu")
+    for m in (1, 3):
+        with FlopCounterMode(display=False) as counter:
+            products(m, shape, cpu)()
+        assert counter.get_total_flops() == flops(m, shape) == 2 * 2 * 4 * (m + 1) * 24 * (8 + 24)
+        step, _ = head_step(m, shape, cpu)
+        with FlopCounterMode(display=False) as counter:
+            step()
+        assert counter.get_total_flops() >= flops(m, shape)
+
+
 def test_the_timed_step_trains_the_head():
     torch.manual_seed(0)
     shape = HeadShape(batch=8, dim=12, labels=3, hidden=6)

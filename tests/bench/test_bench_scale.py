@@ -2,26 +2,58 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
+from pipeline.bench import runs
 from pipeline.bench.runs import TagData, _terms_frame
+from pipeline.errors import MangoError
 from pipeline.neighbours.jaccard import search_neighbours
 
 from stages.cli import app
 
 
 def test_bench_neighbours_small():
-    result = CliRunner().invoke(app, ["bench", "neighbours", "--n", "1500", "--check", "40", "--blocked-pilot", "600",
-                                      "--blocked-budget", "1", "--sklearn-n", "150", "--no-pipeline"])
+    result = CliRunner().invoke(app, ["bench", "neighbours", "--n", "1500", "--k", "15", "--check", "40", "--blocked-pilot",
+                                      "600", "--blocked-budget", "1", "--sklearn-n", "150", "--no-pipeline"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "| inverted index (`jaccard_topk`, default) | 1,500 |" in out
     assert "Exactness: 40 of 40 sampled queries identical to brute force" in out and "all equal" in out
     assert "blocked sparse product" in out and ("measured, both splits" in out or "extrapolated" in out)
     assert "| `mango neighbours IN OUT` (the whole command) | 1,500 |" in out
+    assert "the whole command's rows for them identical too" in out  # read back from its Parquet output
     # the command wrote as many neighbour rows as search_neighbours finds on the same generated collection
     X, split = TagData(n=1500).build()
     assert f"({search_neighbours(_terms_frame(X, split), 15).height:,} rows)" in out
+
+
+def test_whole_command_rows_read_back_as_brute_force_pads_them():
+    """The command's output, read back for sampled images, in brute_force_topk's layout (-1 / nan
+    padding), equals brute force; and the child's own rusage is reported."""
+    from pipeline.neighbours.common import brute_force_topk
+
+    data = TagData(n=300, vocab=40, tags_per_image=2.0, seed=3)
+    X, split = data.build()
+    sample = np.array([0, 7, 150, 299])
+    out = runs.command_contender(vars(data), 5, sample=sample)
+    ref_idx, ref_score = brute_force_topk(X, 5, queries=sample, candidates=lambda i: np.flatnonzero(split == split[i]))
+    assert np.array_equal(out["sample_idx"], ref_idx) and np.array_equal(out["sample_score"], ref_score, equal_nan=True)
+    assert out["cpu_seconds"] > 0 and out["rss_peak_mb"] > 10 and out["n"] == 300
+
+
+@pytest.mark.parametrize("script, message", [
+    ("echo 'bad row 3' >&2; exit 3", "exited with 3: bad row 3"),
+    ("kill -9 $$", "killed by signal 9 (SIGKILL; out of memory?): no output"),
+    ("sleep 30", "killed after the 1 s timeout"),
+])
+def test_whole_command_failures_say_how(monkeypatch, script, message):
+    monkeypatch.setattr(runs, "mango_executable", lambda: ["sh", "-c", script, "sh"])
+    with pytest.raises(MangoError, match=re.escape(message)):
+        runs.command_contender(vars(TagData(n=50)), 3, timeout_s=1.0)
 
 
 def test_bench_lemmatise_small():

@@ -151,7 +151,8 @@ def _handover(caplog) -> tuple[int, int, int]:
 
 def test_both_paths_run_and_agree(caplog):
     # The data must exercise what it tests: pairs handed to finished lower groups (the half-search)
-    # and groups searched alone over all groups; ratio 0 searches none alone, ratio 1 many.
+    # and groups searched alone over all groups; ratio 1 searches more of them alone than ratio 0
+    # (which still searches alone the groups no lower group hands pairs to).
     import logging
 
     X = binary_csr(random_matrix(9, 500, 40, 10))
@@ -159,6 +160,7 @@ def test_both_paths_run_and_agree(caplog):
     caplog.set_level(logging.DEBUG, logger="pipeline.neighbours.kernel")
     seen = {}
     for ratio in (0.0, 0.7, 1.0):
+        caplog.clear()  # each run's own debug line
         assert_same(jaccard_topk_index(X, 10, block=8, ratio=ratio), want)
         seen[ratio] = _handover(caplog)
     assert all(pairs > 0 and targets > 0 for pairs, targets, _ in seen.values())
@@ -166,7 +168,7 @@ def test_both_paths_run_and_agree(caplog):
 
 
 @pytest.mark.parametrize("largest", [255, 256])
-def test_counter_width_boundary_with_tiny_buffers(largest):
+def test_counter_width_boundary_with_tiny_buffers(largest, caplog):
     # Sets of 255 tags keep 8-bit counters (an overlap of 255 still fits), 256 need 16 bits; both
     # with buffers of one pair (every block re-run) and either extreme of the hand-over ratio.
     rng = np.random.default_rng(largest)
@@ -181,8 +183,13 @@ def test_counter_width_boundary_with_tiny_buffers(largest):
     assert Groups(X).size[-1] == largest
     assert counter_dtype(largest) == (np.uint8 if largest == 255 else np.uint16)
     want = brute_force_topk(X, 5)
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="pipeline.neighbours.kernel")
     for capacity, ratio in ((1, 0.0), (1, 1.0), (1 << 16, 0.7)):
+        caplog.clear()
         assert_same(jaccard_topk_index(X, 5, block=3, capacity=capacity, ratio=ratio), want)
+        assert f"{'uint8' if largest == 255 else 'uint16'} overlap counters" in caplog.text  # the kernel counted in them
 
 
 def test_one_size_over_many_blocks_with_groups_above_k_copies():
