@@ -93,7 +93,7 @@ def command(
                 ("features", f"{n_all:,}", est["features"]),
                 ("insatten", f"{cfg.insatten_epochs} epochs x {cfg.n_train:,} + {n_all:,}", est["insatten"]),
                 (f"nodes ({2 * cfg.k_max} nodes per image, on the CPU)", f"{n_all:,}", est["nodes"]),
-                (f"mangonet family ({cfg.graph_runs} runs, head on the node store)",
+                (f"mangonet family ({cfg.graph_runs} runs, head on the node store, all at m = {cfg.m}: an upper bound)",
                  f"{cfg.graph_runs} x ({cfg.mangonet_epochs} epochs x {cfg.n_train:,} + {cfg.n_test:,})", est["mangonet"]),
                 ("total", "", est["total"])]
         for stage, work, seconds in rows:

@@ -6,8 +6,9 @@ and channels_last on CUDA, the training loop's SGD with momentum, BCE):
     finetune     Backbone forward + backward + SGD step on (B, 3, S, S) images     (stage finetune)
     features     Backbone forward only, maps copied to host as float16              (stage features)
     insatten     InsAtten training step on (B, D, h, w) maps, h = w = S / 32        (stage insatten)
-    nodes        Eq. 4-9 forward for B images, each its 2K nodes (K = k_max neighbour nodes
-                 sharing its phi, its target node for every m <= K), P = (h / pool)^2   (stage nodes;
+    nodes        compute_nodes on one block of 64 images (the stage's block, whatever B): each
+                 image's 2K nodes (its K = k_max neighbour nodes, its target node for every
+                 m <= K), eq. 4-9 with the pooling and the float16 store writes      (stage nodes;
                  timed on the CPU whatever the device, since that is where the stage runs)
     mangonet     MangoNet's head training step on (B, m+1, D) node features         (stage train@mangonet
                                                                                       and the family)
@@ -102,8 +103,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(step: Callable[[], None], cfg: BenchConfig, device: torch.device) -> tuple[float, float]:
-    """(images/s, ms/step) of `step` over cfg.steps steps after cfg.warmup untimed ones."""
+def _timed(step: Callable[[], None], cfg: BenchConfig, device: torch.device, images: int) -> tuple[float, float]:
+    """(images/s, ms/step) of `step`, which processes `images` images, over cfg.steps steps after
+    cfg.warmup untimed ones."""
     for _ in range(cfg.warmup):
         step()
     _sync(device)
@@ -112,7 +114,7 @@ def _timed(step: Callable[[], None], cfg: BenchConfig, device: torch.device) -> 
         step()
     _sync(device)
     seconds = time.perf_counter() - start
-    return cfg.batch * cfg.steps / seconds, 1000 * seconds / cfg.steps
+    return images * cfg.steps / seconds, 1000 * seconds / cfg.steps
 
 
 def _train_step(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, device: torch.device) -> Callable[[], None]:
@@ -201,20 +203,34 @@ def _graph_shapes(cfg: BenchConfig) -> tuple[int, int]:
 
 
 def _nodes(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
-    from pipeline.models.mangonet import attention_maps, coattention_shared
+    """`compute_nodes` itself, as the nodes stage runs it, on one block of images (its default block) whose
+    K = k_max neighbours are other images of the block (so each is a neighbour K times, as on
+    average in a collection): gather and pool phi and beta, eq. 4 and 7 weights, eq. 5 and 8
+    softmax, eq. 6 and 9, and the float16 writes into a node store in a temporary folder."""
+    import tempfile
+    from pathlib import Path
 
-    (d, p), k = _graph_shapes(cfg), cfg.k_max
-    coatten = cfg.coattention
-    phi = torch.randn(cfg.batch, d, p, device=device)  # (B, D, P) each image's maps, read once
-    beta = torch.rand(cfg.batch, cfg.labels, p, device=device).softmax(-1)  # (B, C, P)
-    w = torch.rand(cfg.batch, 2 * k, cfg.labels, device=device)  # (B, 2K, C) its K pair and K target weights
+    import numpy as np
 
-    @torch.no_grad()
+    import inspect
+
+    from pipeline.features.nodes import compute_nodes
+
+    (d, h), n = map_shape(cfg), inspect.signature(compute_nodes).parameters["block"].default  # the stage's block
+    k = min(cfg.k_max, n - 1)
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((n, d, h, h), dtype=np.float32).astype(np.float16)  # (n, D, h, w) as the feature store
+    scores = rng.standard_normal((n, cfg.labels, h * h), dtype=np.float32)
+    beta = (np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)).reshape(n, cfg.labels, h, h).astype(np.float16)
+    y = rng.standard_normal((n, cfg.labels), dtype=np.float32)  # (n, C) InsAtten logits
+    offsets = np.stack([rng.choice(n - 1, size=k, replace=False) + 1 for _ in range(n)])  # (n, K) distinct others
+    neighbours = (np.arange(n)[:, None] + offsets) % n
+    tmp = tempfile.TemporaryDirectory(prefix="mango-bench-nodes-")  # removed with the step
+
     def step() -> None:
-        alpha = coattention_shared(w, attention_maps(beta, coatten.maps), coatten.temperature)  # (B, 2K, P)
-        torch.bmm(alpha, phi.transpose(1, 2)).to(torch.float16).cpu()  # eq. 6 / 9: (B, 2K, D) to the store
+        compute_nodes(maps, beta, y, neighbours, cfg.coattention, cfg.coatten_pool, Path(tmp.name) / "nodes")
 
-    return step, {"phi": list(phi.shape), "weights": list(w.shape)}
+    return step, {"maps": list(maps.shape), "neighbours": list(neighbours.shape)}
 
 
 def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
@@ -274,7 +290,8 @@ def run_phase(name: str, cfg: BenchConfig, device: torch.device) -> PhaseResult:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         step, result.shapes = BUILDERS[name](cfg, device)
-        result.images_per_s, result.ms_per_step = _timed(step, cfg, device)
+        images = result.shapes["maps"][0] if name == "nodes" else cfg.batch  # the nodes stage's block, not --batch
+        result.images_per_s, result.ms_per_step = _timed(step, cfg, device, images)
     except (RuntimeError, MemoryError) as exc:
         if device.type != "cuda" or not _out_of_memory(exc):
             raise

@@ -175,16 +175,45 @@ def _sample_rows(path, k: int, sample: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return idx, score
 
 
+def _signal_text(number: int) -> str:
+    """How a child killed by signal `number` is described: its name, and for SIGKILL, which the
+    kernel's out-of-memory killer sends, that hint."""
+    import signal
+
+    try:
+        name = signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name in the enum
+        name = signal.strsignal(number) or "unknown"
+    return f"{name}; out of memory?" if number == signal.SIGKILL else name
+
+
+def _wait(pid: int, timeout_s: float, poll_s: float = 0.005) -> tuple[int, object, bool]:
+    """Wait for child `pid` in this thread (nothing else reaps it), killing its process group past
+    `timeout_s`: (wait status, its own rusage, whether the timeout killed it). Polled every `poll_s`
+    seconds, which bounds the timing error."""
+    import signal
+
+    deadline, timed_out = time.perf_counter() + timeout_s, False
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)  # this child's own rusage, not all children's
+        if done:
+            return status, usage, timed_out
+        if not timed_out and time.perf_counter() >= deadline:
+            os.killpg(pid, signal.SIGKILL)  # not reaped yet, so the pid (and its group) is still ours
+            timed_out = True
+        time.sleep(poll_s)
+
+
 def command_contender(data: dict, k: int, sample: np.ndarray | None = None, timeout_s: float = 3600.0) -> dict:
     """The whole `mango neighbours IN OUT --k k` command, timed from launch to exit (interpreter
     start, imports, JIT cache load, Parquet read, search, Parquet write): IN is the collection as a
     Parquet file of term lists, written first (not timed). The child's own CPU time and peak RSS
-    come from wait4; past `timeout_s` it is killed. The rows of the images `sample` (sorted) are read
-    back from OUT, for the exactness check."""
+    come from wait4; past `timeout_s` it is killed with its whole process group, as it is when this
+    process is interrupted. The rows of the images `sample` (sorted) are read back from OUT, for the
+    exactness check."""
     import signal
     import subprocess
     import tempfile
-    import threading
     from pathlib import Path
 
     import pyarrow.parquet as pq
@@ -194,34 +223,37 @@ def command_contender(data: dict, k: int, sample: np.ndarray | None = None, time
         src, dst, log_path = Path(tmp) / "metadata.parquet", Path(tmp) / "neighbours.parquet", Path(tmp) / "log.txt"
         _terms_frame(X, split).write_parquet(src)
         del X
-        cmd = [*mango_executable(), "neighbours", str(src), str(dst), "--k", str(k)]
-        with open(log_path, "w+") as log_file:
+        exe = mango_executable()
+        cmd = [*exe, "neighbours", str(src), str(dst), "--k", str(k)]
+        with open(log_path, "w+b") as log_file:
             t = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-            timed_out = threading.Event()
-            timer = threading.Timer(timeout_s, lambda: (timed_out.set(), proc.kill()))
-            timer.start()
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
-            finally:
-                timer.cancel()
+                status, usage, timed_out = _wait(proc.pid, timeout_s)
+            except BaseException:  # interrupted: leave no child writing into the removed directory
+                os.killpg(proc.pid, signal.SIGKILL)
+                os.wait4(proc.pid, 0)
+                raise
             seconds = time.perf_counter() - t
             proc.returncode = code = os.waitstatus_to_exitcode(status)
             log_file.seek(0)
-            tail = log_file.read().strip().splitlines()[-5:]
+            tail = log_file.read().decode("utf-8", errors="replace").strip().splitlines()[-5:]
         shown = " ".join(cmd)
+        said = " | ".join(tail) if tail else "no output"
         if code != 0:
-            if timed_out.is_set():
+            if timed_out:
                 why = f"killed after the {timeout_s:.0f} s timeout"
             elif code < 0:
-                why = f"killed by signal {-code} ({signal.Signals(-code).name}; out of memory?)"
+                why = f"killed by signal {-code} ({_signal_text(-code)})"
             else:
                 why = f"exited with {code}"
-            raise MangoError(f"`{shown}` {why}: " + (" | ".join(tail) if tail else "no output"))
+            raise MangoError(f"`{shown}` {why}: {said}")
+        if not dst.exists():
+            raise MangoError(f"`{shown}` exited with 0 but wrote no {dst.name}: {said}")
         out = {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "n": int(split.size),
                "rows_out": pq.ParquetFile(dst).metadata.num_rows, "in_mb": src.stat().st_size / 2**20,
                "out_mb": dst.stat().st_size / 2**20, "rss_input_mb": None, "rss_peak_mb": usage.ru_maxrss / 1024.0,
-               "command": cmd[:-5]}
+               "command": exe}
         if sample is not None:
             out["sample_idx"], out["sample_score"] = _sample_rows(dst, k, np.asarray(sample))
         return out

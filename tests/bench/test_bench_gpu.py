@@ -39,12 +39,13 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
     for name, phase in report["phases"].items():
         assert set(phase) == {"status", "images_per_s", "ms_per_step", "peak_memory_gb", "shapes"}, name
         assert phase["status"] == "ok" and phase["images_per_s"] > 0 and phase["peak_memory_gb"] is None, name
-        assert phase["images_per_s"] == pytest.approx(4 * 1000 / phase["ms_per_step"]), name
+        per_step = 64 if name == "nodes" else 4  # the nodes stage's block of 64 images, whatever --batch
+        assert phase["images_per_s"] == pytest.approx(per_step * 1000 / phase["ms_per_step"]), name
     # shapes the store would hold: 64 px -> 2x2 maps of D = 512 (BasicBlock); 3 neighbours + the target
     assert report["phases"]["features"]["shapes"]["maps"] == [4, 512, 2, 2]
     assert report["phases"]["coattention"]["shapes"]["phi"] == [4, 4, 512, 1]  # pool 2: 2x2 -> 1x1
     assert report["phases"]["coattention"]["shapes"]["beta"] == [4, 4, 5, 1]
-    assert report["phases"]["nodes"]["shapes"] == {"phi": [4, 512, 1], "weights": [4, 8, 5]}  # 2 k_max node weightings
+    assert report["phases"]["nodes"]["shapes"] == {"maps": [64, 512, 2, 2], "neighbours": [64, 4]}  # k_max each
     assert report["phases"]["mangonet"]["shapes"]["nodes"] == [4, 4, 512]  # the head on (B, m+1, D) node features
     rate = {k: v["images_per_s"] for k, v in report["phases"].items()}
     est = report["estimate_seconds"]
@@ -57,7 +58,7 @@ def test_bench_gpu_on_cpu_writes_every_phase(tmp_path, monkeypatch, native):
         assert est[name] == pytest.approx(n_images / rate[name]), name
     assert est["total"] == pytest.approx(2000 / rate["finetune"] + 1500 / rate["features"]
                                          + 4500 / rate["insatten"] + 1500 / rate["nodes"] + 9000 / rate["mangonet"])
-    assert "mangonet family (2 runs, head on the node store)" in result.output
+    assert "mangonet family (2 runs, head on the node store, all at m = 3: an upper bound)" in result.output
     assert "nodes (8 nodes per image, on the CPU)" in result.output
     assert "With eq. 4-9 in every batch instead" in result.output
 
@@ -96,7 +97,28 @@ def test_nodes_phase_runs_on_the_cpu_whatever_the_device(monkeypatch):
     cfg = BenchConfig(arch="resnet10", input_size=64, batch=2, k_max=3, labels=4, steps=1, warmup=0)
     result = run_phase("nodes", cfg, torch.device("cuda"))
     assert seen == [torch.device("cpu")] and result.status == "ok" and result.peak_memory_gb is None
-    assert result.shapes["weights"] == [2, 6, 4]
+    assert result.shapes == {"maps": [64, 512, 2, 2], "neighbours": [64, 3]}  # the stage's block, not --batch 2
+
+
+def test_nodes_phase_times_the_stages_own_function(monkeypatch):
+    """What is timed is compute_nodes with the params' co-attention variant and pool, writing a store."""
+    import functools
+
+    import pipeline.features.nodes as nodes
+
+    calls, real = [], nodes.compute_nodes
+
+    @functools.wraps(real)  # the same signature, so the same default block
+    def recorded(maps, beta, y, neighbours, cfg, pool, out, **kw):
+        calls.append((maps.shape, neighbours.shape, cfg, pool))
+        meta = real(maps, beta, y, neighbours, cfg, pool, out, **kw)
+        assert (out / "neighbour_z.npy").exists() and meta["k"] == neighbours.shape[1]
+        return meta
+
+    monkeypatch.setattr(nodes, "compute_nodes", recorded)
+    cfg = BenchConfig(arch="resnet10", input_size=64, batch=2, k_max=3, labels=4, steps=2, warmup=1)
+    assert run_phase("nodes", cfg, torch.device("cpu")).status == "ok"
+    assert calls == [((64, 512, 2, 2), (64, 3), cfg.coattention, cfg.coatten_pool)] * 3  # warm-up + 2 timed
 
 
 def test_coattention_phase_learns_the_params_temperature(monkeypatch):

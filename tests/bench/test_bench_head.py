@@ -29,7 +29,8 @@ def test_product_flops_by_hand():
 
 def test_the_counted_products_are_what_the_step_runs():
     """torch's own FLOP counter: the products() step does exactly flops() operations, and the real
-    head step does at least those (it adds the adjacency, the classifier and the elementwise work)."""
+    head step exactly those plus the adjacency's two batched products and the classifier (forward
+    and both gradients of each): so it computes no gradient for the node features, which are inputs."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from pipeline.bench.head import products
@@ -42,7 +43,10 @@ def test_the_counted_products_are_what_the_step_runs():
         step, _ = head_step(m, shape, cpu)
         with FlopCounterMode(display=False) as counter:
             step()
-        assert counter.get_total_flops() >= flops(m, shape)
+        b, n, d, c, h = shape.batch, m + 1, shape.dim, shape.labels, shape.hidden
+        adjacency = 3 * 2 * b * n * n * (h + d)  # psi psi^T and S (Z W), forward and both operand gradients
+        classifier = 3 * 2 * b * (2 * d) * c  # forward, weight and input gradient (the input is learnt upstream)
+        assert counter.get_total_flops() == flops(m, shape) + adjacency + classifier
 
 
 def test_the_timed_step_trains_the_head():

@@ -48,12 +48,57 @@ def test_whole_command_rows_read_back_as_brute_force_pads_them():
 @pytest.mark.parametrize("script, message", [
     ("echo 'bad row 3' >&2; exit 3", "exited with 3: bad row 3"),
     ("kill -9 $$", "killed by signal 9 (SIGKILL; out of memory?): no output"),
+    ("kill -11 $$", "killed by signal 11 (SIGSEGV): no output"),  # no out-of-memory hint for a crash
     ("sleep 30", "killed after the 1 s timeout"),
+    ("exit 0", "exited with 0 but wrote no neighbours.parquet: no output"),
+    ("printf 'bad \\377 byte\\n'; exit 1", "exited with 1: bad \ufffd byte"),  # undecodable output shown, not raised
 ])
 def test_whole_command_failures_say_how(monkeypatch, script, message):
     monkeypatch.setattr(runs, "mango_executable", lambda: ["sh", "-c", script, "sh"])
     with pytest.raises(MangoError, match=re.escape(message)):
         runs.command_contender(vars(TagData(n=50)), 3, timeout_s=1.0)
+
+
+def test_whole_command_timeout_kills_its_process_group(monkeypatch, tmp_path):
+    """A wrapper's children go with it: the grandchild `sleep` is killed too, not left running."""
+    import os
+    import time
+    from pathlib import Path
+
+    pid_file = tmp_path / "grandchild.pid"
+    monkeypatch.setattr(runs, "mango_executable", lambda: ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait", "sh"])
+    with pytest.raises(MangoError, match="killed after the 1 s timeout"):
+        runs.command_contender(vars(TagData(n=50)), 3, timeout_s=1.0)
+    pid = int(pid_file.read_text())
+    for _ in range(100):  # SIGKILL takes a moment; an unreaped orphan (a zombie, state Z) counts as gone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"grandchild {pid} still running after the timeout")
+
+
+def test_whole_command_interrupted_leaves_no_child(monkeypatch):
+    """Ctrl-C while the command runs: the child is killed and reaped before the error goes up."""
+    import os
+
+    started = {}
+
+    def interrupted(pid, timeout_s):
+        started["pid"] = pid
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "mango_executable", lambda: ["sleep", "30"])
+    monkeypatch.setattr(runs, "_wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runs.command_contender(vars(TagData(n=50)), 3)
+    with pytest.raises(ProcessLookupError):  # killed and reaped: no such process any more
+        os.kill(started["pid"], 0)
 
 
 def test_bench_lemmatise_small():
