@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -98,6 +99,14 @@ class PhaseResult:
     shapes: dict = field(default_factory=dict)
 
 
+class Built(NamedTuple):
+    """What a phase builder returns: the step to time, its input shapes and the images one step processes."""
+
+    step: Callable[[], None]
+    shapes: dict
+    images: int
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -152,7 +161,7 @@ def _map_shape(arch: str, input_size: int) -> tuple[int, int]:
     return d, h
 
 
-def _finetune(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+def _finetune(cfg: BenchConfig, device: torch.device) -> Built:
     from pipeline.models.backbone import build_backbone
 
     model = build_backbone(cfg.arch, cfg.labels, "none").to(device)
@@ -161,10 +170,10 @@ def _finetune(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
     target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
-    return _train_step(model, (x,), target, device), {"images": list(x.shape)}
+    return Built(_train_step(model, (x,), target, device), {"images": list(x.shape)}, cfg.batch)
 
 
-def _features(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+def _features(cfg: BenchConfig, device: torch.device) -> Built:
     from pipeline.models.backbone import build_backbone
 
     model = build_backbone(cfg.arch, cfg.labels, "none").to(device).eval()
@@ -182,17 +191,17 @@ def _features(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
         phi.to(torch.float16).cpu()  # the store's rows, to host as float16
 
     d, h = map_shape(cfg)
-    return step, {"images": list(x.shape), "maps": [cfg.batch, d, h, h]}
+    return Built(step, {"images": list(x.shape), "maps": [cfg.batch, d, h, h]}, cfg.batch)
 
 
-def _insatten(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+def _insatten(cfg: BenchConfig, device: torch.device) -> Built:
     from pipeline.models.insatten import InsAtten
 
     d, h = map_shape(cfg)
     model = InsAtten(d, cfg.labels, cfg.insatten_hidden).to(device)
     phi = torch.randn(cfg.batch, d, h, h, device=device)  # (B, D, h, w), as gathered from the store
     target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
-    return _train_step(model, (phi,), target, device), {"maps": list(phi.shape)}
+    return Built(_train_step(model, (phi,), target, device), {"maps": list(phi.shape)}, cfg.batch)
 
 
 def _graph_shapes(cfg: BenchConfig) -> tuple[int, int]:
@@ -202,17 +211,18 @@ def _graph_shapes(cfg: BenchConfig) -> tuple[int, int]:
     return d, side * side
 
 
-def _nodes(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+def _nodes(cfg: BenchConfig, device: torch.device) -> Built:
     """`compute_nodes` itself, as the nodes stage runs it, on one block of images (its default block) whose
     K = k_max neighbours are other images of the block (so each is a neighbour K times, as on
     average in a collection): gather and pool phi and beta, eq. 4 and 7 weights, eq. 5 and 8
     softmax, eq. 6 and 9, and the float16 writes into a node store in a temporary folder."""
+    import inspect
+    import shutil
     import tempfile
+    import weakref
     from pathlib import Path
 
     import numpy as np
-
-    import inspect
 
     from pipeline.features.nodes import compute_nodes
 
@@ -220,20 +230,22 @@ def _nodes(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], 
     k = min(cfg.k_max, n - 1)
     rng = np.random.default_rng(0)
     maps = rng.standard_normal((n, d, h, h), dtype=np.float32).astype(np.float16)  # (n, D, h, w) as the feature store
-    scores = rng.standard_normal((n, cfg.labels, h * h), dtype=np.float32)
-    beta = (np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)).reshape(n, cfg.labels, h, h).astype(np.float16)
+    e = np.exp(rng.standard_normal((n, cfg.labels, h * h), dtype=np.float32))
+    beta = (e / e.sum(-1, keepdims=True)).reshape(n, cfg.labels, h, h).astype(np.float16)  # softmax over positions
     y = rng.standard_normal((n, cfg.labels), dtype=np.float32)  # (n, C) InsAtten logits
     offsets = np.stack([rng.choice(n - 1, size=k, replace=False) + 1 for _ in range(n)])  # (n, K) distinct others
     neighbours = (np.arange(n)[:, None] + offsets) % n
-    tmp = tempfile.TemporaryDirectory(prefix="mango-bench-nodes-")  # removed with the step
+    store = Path(tempfile.mkdtemp(prefix="mango-bench-nodes-"))
 
     def step() -> None:
-        compute_nodes(maps, beta, y, neighbours, cfg.coattention, cfg.coatten_pool, Path(tmp.name) / "nodes")
+        compute_nodes(maps, beta, y, neighbours, cfg.coattention, cfg.coatten_pool, store / "nodes")
 
-    return step, {"maps": list(maps.shape), "neighbours": list(neighbours.shape)}
+    weakref.finalize(step, shutil.rmtree, store, ignore_errors=True)  # the store goes when the step does
+
+    return Built(step, {"maps": list(maps.shape), "neighbours": list(neighbours.shape)}, n)  # the block, not --batch
 
 
-def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+def _mangonet(cfg: BenchConfig, device: torch.device) -> Built:
     from pipeline.models.mangonet import MangoNet, MangoNetConfig
 
     (d, _), n = _graph_shapes(cfg), cfg.m + 1
@@ -243,7 +255,7 @@ def _mangonet(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None
     mask = torch.ones(cfg.batch, n, dtype=torch.bool, device=device)  # (B, N)
     target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
     head = _HeadOnly(model)
-    return _train_step(head, (z, target_global, mask), target, device), {"nodes": list(z.shape)}
+    return Built(_train_step(head, (z, target_global, mask), target, device), {"nodes": list(z.shape)}, cfg.batch)
 
 
 class _HeadOnly(nn.Module):
@@ -257,7 +269,7 @@ class _HeadOnly(nn.Module):
         return self.model.head(z, target_global, mask)
 
 
-def _coattention(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], None], dict]:
+def _coattention(cfg: BenchConfig, device: torch.device) -> Built:
     from pipeline.models.mangonet import MangoNet, MangoNetConfig
 
     (d, p), n = _graph_shapes(cfg), cfg.m + 1
@@ -268,7 +280,8 @@ def _coattention(cfg: BenchConfig, device: torch.device) -> tuple[Callable[[], N
     y = torch.randn(cfg.batch, n, cfg.labels, device=device)  # (B, N, C)
     mask = torch.ones(cfg.batch, n, dtype=torch.bool, device=device)  # (B, N)
     target = (torch.rand(cfg.batch, cfg.labels, device=device) < 0.1).float()  # (B, C)
-    return _train_step(model, (phi, beta, y, mask), target, device), {"phi": list(phi.shape), "beta": list(beta.shape)}
+    return Built(_train_step(model, (phi, beta, y, mask), target, device), {"phi": list(phi.shape), "beta": list(beta.shape)},
+                 cfg.batch)
 
 
 BUILDERS = {"finetune": _finetune, "features": _features, "insatten": _insatten, "nodes": _nodes,
@@ -289,8 +302,7 @@ def run_phase(name: str, cfg: BenchConfig, device: torch.device) -> PhaseResult:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        step, result.shapes = BUILDERS[name](cfg, device)
-        images = result.shapes["maps"][0] if name == "nodes" else cfg.batch  # the nodes stage's block, not --batch
+        step, result.shapes, images = BUILDERS[name](cfg, device)
         result.images_per_s, result.ms_per_step = _timed(step, cfg, device, images)
     except (RuntimeError, MemoryError) as exc:
         if device.type != "cuda" or not _out_of_memory(exc):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import resource
+import signal
 import time
 from dataclasses import dataclass
 
@@ -178,8 +179,6 @@ def _sample_rows(path, k: int, sample: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _signal_text(number: int) -> str:
     """How a child killed by signal `number` is described: its name, and for SIGKILL, which the
     kernel's out-of-memory killer sends, that hint."""
-    import signal
-
     try:
         name = signal.Signals(number).name
     except ValueError:  # a real-time signal has no name in the enum
@@ -187,12 +186,10 @@ def _signal_text(number: int) -> str:
     return f"{name}; out of memory?" if number == signal.SIGKILL else name
 
 
-def _wait(pid: int, timeout_s: float, poll_s: float = 0.005) -> tuple[int, object, bool]:
+def _wait(pid: int, timeout_s: float, poll_s: float = 0.005) -> tuple[int, resource.struct_rusage, bool]:
     """Wait for child `pid` in this thread (nothing else reaps it), killing its process group past
     `timeout_s`: (wait status, its own rusage, whether the timeout killed it). Polled every `poll_s`
     seconds, which bounds the timing error."""
-    import signal
-
     deadline, timed_out = time.perf_counter() + timeout_s, False
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)  # this child's own rusage, not all children's
@@ -211,7 +208,6 @@ def command_contender(data: dict, k: int, sample: np.ndarray | None = None, time
     come from wait4; past `timeout_s` it is killed with its whole process group, as it is when this
     process is interrupted. The rows of the images `sample` (sorted) are read back from OUT, for the
     exactness check."""
-    import signal
     import subprocess
     import tempfile
     from pathlib import Path
@@ -233,6 +229,7 @@ def command_contender(data: dict, k: int, sample: np.ndarray | None = None, time
             except BaseException:  # interrupted: leave no child writing into the removed directory
                 os.killpg(proc.pid, signal.SIGKILL)
                 os.wait4(proc.pid, 0)
+                proc.returncode = -signal.SIGKILL  # reaped here, so Popen does not wait for it again
                 raise
             seconds = time.perf_counter() - t
             proc.returncode = code = os.waitstatus_to_exitcode(status)

@@ -136,7 +136,7 @@ def test_coattention_phase_learns_the_params_temperature(monkeypatch):
     monkeypatch.setattr(mangonet, "MangoNet", Spy)
     cfg = BenchConfig(arch="resnet10", input_size=128, batch=2, m=2, labels=4, insatten_hidden=8, mangonet_hidden=8,  # P = 2 x 2
                       coattention=gpu_bench.CoAttentionConfig(maps="scores", temperature=0.25))
-    step, _ = gpu_bench.BUILDERS["coattention"](cfg, torch.device("cpu"))
+    step = gpu_bench.BUILDERS["coattention"](cfg, torch.device("cpu")).step
     (model,) = built
     assert model.coatten.maps == "scores" and model.coatten.learn_temperature
     before = model.log_temperature.detach().clone()
